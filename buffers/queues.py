@@ -177,7 +177,11 @@ class FrameQueue(Generic[T]):
             kept = [x for x in self._items if not self._droppable(x)]
             self._drops += len(self._items) - len(kept)
             self._items = collections.deque(kept)
-        elif self.policy is QueuePolicy.DROP_OLDEST and len(self._items) >= self.maxsize and self._droppable(item):
+        elif (
+            self.policy is QueuePolicy.DROP_OLDEST
+            and len(self._items) >= self.maxsize
+            and self._droppable(item)
+        ):
             for i, old in enumerate(self._items):
                 if self._droppable(old):
                     del self._items[i]

@@ -139,7 +139,9 @@ class Generator(abc.ABC):
         """Produce without input (generators whose input is optional or absent)."""
         self._require_prepared()
         if self.spec.inputs and not self.spec.input_optional:
-            raise InputError(f"{self.spec.name} needs {'/'.join(self.spec.inputs)} input; give it an input file")
+            raise InputError(
+                f"{self.spec.name} needs {'/'.join(self.spec.inputs)} input; give it an input file"
+            )
         return self.generate(pts, time_base)
 
     def flush(self) -> list[DataFrame]:

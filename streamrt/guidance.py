@@ -200,7 +200,9 @@ def make_guidance(mode: str, guidance_scale: float, delta: float) -> Guidance:
     try:
         return GUIDANCE_MODES[mode](guidance_scale, delta)
     except KeyError:
-        raise ValueError(f"unknown guidance mode {mode!r}; choose one of {', '.join(GUIDANCE_MODES)}") from None
+        raise ValueError(
+            f"unknown guidance mode {mode!r}; choose one of {', '.join(GUIDANCE_MODES)}"
+        ) from None
 
 
 __all__ = [

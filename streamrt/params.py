@@ -67,9 +67,9 @@ class Param:
         if self.type is list:
             if isinstance(value, str):
                 text = value.strip()
-                items: Iterable[Any] = json.loads(text) if text.startswith("[") else [
-                    x for x in text.split(",") if x.strip()
-                ]
+                items: Iterable[Any] = (
+                    json.loads(text) if text.startswith("[") else [x for x in text.split(",") if x.strip()]
+                )
             else:
                 items = value
             return [self._item(x) for x in items]

@@ -50,12 +50,16 @@ class LCMSchedule(NoiseSchedule):
         if any(b <= a for a, b in zip(t_index_list, t_index_list[1:], strict=False)):
             raise ValueError(f"t_index_list must be strictly increasing; got {t_index_list}")
         if t_index_list[0] < 0 or t_index_list[-1] >= num_inference_steps:
-            raise ValueError(f"t_index_list entries must be in [0, {num_inference_steps - 1}]; got {t_index_list}")
+            raise ValueError(
+                f"t_index_list entries must be in [0, {num_inference_steps - 1}]; got {t_index_list}"
+            )
         scheduler.set_timesteps(num_inference_steps)
         self.t_index_list = t_index_list
         self.sub_timesteps = torch.stack([scheduler.timesteps[i] for i in t_index_list]).long()
         abar = scheduler.alphas_cumprod.to(torch.float64)[self.sub_timesteps]
-        scalings = [scheduler.get_scalings_for_boundary_condition_discrete(int(t)) for t in self.sub_timesteps]
+        scalings = [
+            scheduler.get_scalings_for_boundary_condition_discrete(int(t)) for t in self.sub_timesteps
+        ]
 
         def col(values) -> torch.Tensor:  # (N, 1, 1, 1) for broadcasting over (rows, C, h, w)
             return torch.as_tensor(values, dtype=torch.float64).view(-1, 1, 1, 1).to(device, dtype)

@@ -132,8 +132,10 @@ class SimilarityFilteredGenerator(Generator):
         if not self.enabled:
             self._last_processed_pts = frame.pts
             return self._release(self.inner.push(frame))
-        if isinstance(frame, VideoFrame) and self._last_processed_pts is not None and self.ssf.should_skip(
-            frame.data
+        if (
+            isinstance(frame, VideoFrame)
+            and self._last_processed_pts is not None
+            and self.ssf.should_skip(frame.data)
         ):
             ref = self._last_processed_pts
             if ref in self._emitted and self._last_output is not None:

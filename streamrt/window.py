@@ -62,8 +62,15 @@ class FixedNoise(NoiseSource):
     """Stream Batch's noise: one tensor of (levels, rows, ...) drawn once from the seed and reused every step, so
     a static input gives a static output (no flicker from fresh noise)."""
 
-    def __init__(self, levels: int, rows: int, shape: tuple[int, ...], seed: int, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        levels: int,
+        rows: int,
+        shape: tuple[int, ...],
+        seed: int,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.levels, self.rows, self.shape = levels, rows, shape
         self.device, self.dtype = device, dtype
         self.reseed(seed)
@@ -175,9 +182,7 @@ class StaggeredWindow:
             self.slots.insert(0, entering)
         if not self.slots:
             return []
-        levels = torch.cat(
-            [torch.full((s.rows,), s.level, dtype=torch.long) for s in self.slots]
-        )
+        levels = torch.cat([torch.full((s.rows,), s.level, dtype=torch.long) for s in self.slots])
         latents = self.slots[0].latent if len(self.slots) == 1 else torch.cat([s.latent for s in self.slots])
         batch = WindowPass(
             latents=latents,

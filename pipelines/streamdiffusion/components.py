@@ -99,7 +99,7 @@ def load_components(
         scheduler = LCMScheduler.from_config(scheduler_cfg)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         hint = "" if is_local else " (not a local folder; loading a hub id needs network access)"
         raise ModelLoadError(f"could not load model {source}{hint}: {exc}".splitlines()[0]) from exc
     if lcm_lora is not None:

@@ -37,7 +37,9 @@ MAX_PIXELS = 2048 * 2048
 class StreamDiffusion:
     """The Stream Batch engine over one set of SD components."""
 
-    def __init__(self, components: SDComponents, *, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, components: SDComponents, *, device: str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         self.c = components
         self.device = torch.device(device)
         self.dtype = dtype
@@ -87,7 +89,12 @@ class StreamDiffusion:
     def set_schedule(self, t_index_list: Sequence[int]) -> None:
         self.schedule = LCMSchedule(self.c.scheduler, t_index_list, device=self.device, dtype=self.dtype)
         noise = FixedNoise(
-            self.schedule.num_levels, self.frame_buffer_size, self.latent_shape, self.seed, str(self.device), self.dtype
+            self.schedule.num_levels,
+            self.frame_buffer_size,
+            self.latent_shape,
+            self.seed,
+            str(self.device),
+            self.dtype,
         )
         self.window = StaggeredWindow(self.schedule, noise, self.denoise)
 
@@ -224,7 +231,9 @@ class StreamDiffusionGenerator(Generator):
         super().__init__()
         self.engine = engine
         self._pending: list[tuple[torch.Tensor, Frame]] = []  # frames waiting to fill a slot of F
-        self._backlog: list[DataFrame] = []  # outputs drained by a schedule change, emitted with the next call
+        self._backlog: list[
+            DataFrame
+        ] = []  # outputs drained by a schedule change, emitted with the next call
         self._size: tuple[int, int] | None = None
 
     @classmethod
@@ -316,8 +325,9 @@ class StreamDiffusionGenerator(Generator):
         image = frame.to_float()
         if self._size is not None:
             if image.shape[1:] != self._size:
-                image = F.interpolate(image[None], size=self._size, mode="bilinear", antialias=True,
-                                      align_corners=False)[0]
+                image = F.interpolate(
+                    image[None], size=self._size, mode="bilinear", antialias=True, align_corners=False
+                )[0]
         else:
             self._adopt_size(frame)
         self._pending.append((image, frame))
