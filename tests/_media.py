@@ -34,7 +34,9 @@ def make_clip(
             a.layout = "stereo"
         yy, xx = np.mgrid[0:height, 0:width]
         for i in range(frames):
-            img = np.stack([(xx * 4 + i * 8) % 256, (yy * 4) % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
+            img = np.stack([(xx * 4 + i * 8) % 256, (yy * 4) % 256, np.full_like(xx, 128)], -1).astype(
+                np.uint8
+            )
             s = (i * 3) % max(1, width - 16)
             img[8:24, s : s + 16] = 255
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -64,7 +66,12 @@ def probe(path: Path) -> dict:
     with av.open(str(path)) as c:
         vs = c.streams.video[0]
         pts = [f.pts for f in c.decode(vs)]
-        out: dict = {"pts": pts, "time_base": Fraction(vs.time_base), "frames": len(pts), "codec": vs.codec_context.name}
+        out: dict = {
+            "pts": pts,
+            "time_base": Fraction(vs.time_base),
+            "frames": len(pts),
+            "codec": vs.codec_context.name,
+        }
         out["size"] = (vs.codec_context.width, vs.codec_context.height)
     with av.open(str(path)) as c:
         if not c.streams.audio:

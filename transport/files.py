@@ -53,7 +53,15 @@ class OutputFormat:
 
 
 # libx264 first; the others are hardware or alternative h264 encoders, used only when a build lacks libx264.
-_H264 = ("libx264", "libopenh264", "h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox", "h264_v4l2m2m")
+_H264 = (
+    "libx264",
+    "libopenh264",
+    "h264_nvenc",
+    "h264_qsv",
+    "h264_vaapi",
+    "h264_videotoolbox",
+    "h264_v4l2m2m",
+)
 # crf 18 is visually lossless for h264; veryfast keeps offline rendering from being encode-bound on small CPUs.
 _X264_OPTIONS = (("crf", "18"), ("preset", "veryfast"))
 # Constant quality (b=0 + crf) with row multithreading; cpu-used 5 is libvpx's fast "good" setting.
@@ -70,7 +78,9 @@ FORMATS: dict[str, OutputFormat] = {
         # moov atom first: the file plays while it downloads.
         muxer_options=(("movflags", "+faststart"),),
     ),
-    ".webm": OutputFormat(".webm", "webm", ("libvpx-vp9",), _VP9_OPTIONS, frozenset({"opus", "vorbis"}), "libopus"),
+    ".webm": OutputFormat(
+        ".webm", "webm", ("libvpx-vp9",), _VP9_OPTIONS, frozenset({"opus", "vorbis"}), "libopus"
+    ),
     ".mkv": OutputFormat(
         ".mkv",
         "matroska",
@@ -90,7 +100,9 @@ def output_format(path: PathLike) -> OutputFormat:
     fmt = FORMATS.get(ext)
     if fmt is None:
         supported = ", ".join(sorted(FORMATS))
-        raise OutputError(f"unsupported output extension {ext or '(none)'!r} for {path}; use one of {supported}")
+        raise OutputError(
+            f"unsupported output extension {ext or '(none)'!r} for {path}; use one of {supported}"
+        )
     return fmt
 
 
@@ -181,7 +193,9 @@ class MediaReader:
         try:
             self._container = av.open(str(self.path), "r")
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise InputError(f"cannot read {self.path}: not a media file or corrupt ({_reason(exc)})") from exc
+            raise InputError(
+                f"cannot read {self.path}: not a media file or corrupt ({_reason(exc)})"
+            ) from exc
         try:
             self.info = self._probe()
         except BaseException:
@@ -213,7 +227,9 @@ class MediaReader:
                 duration=float(audio.duration * audio.time_base) if audio.duration else duration,
             )
         if video is None:
-            return MediaInfo(str(self.path), c.format.name, duration, None, None, None, None, None, None, audio_info)
+            return MediaInfo(
+                str(self.path), c.format.name, duration, None, None, None, None, None, None, audio_info
+            )
         cc = video.codec_context
         if not cc.width or not cc.height:
             raise InputError(f"cannot read {self.path}: its video stream has no frame size (corrupt?)")
@@ -275,13 +291,17 @@ class MediaReader:
                     elif isinstance(frame, av.AudioFrame):
                         if resampler is None:
                             # Normalise every sample format/layout to float32 planar (channels, samples).
-                            resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate)
+                            resampler = av.AudioResampler(
+                                format="fltp", layout=frame.layout, rate=frame.sample_rate
+                            )
                         sr = frame.sample_rate
                         if frame.pts is not None:
                             next_apts = round(frame.pts * Fraction(packet.stream.time_base) * sr)
                         for out in resampler.resample(frame):
                             data = torch.from_numpy(np.ascontiguousarray(out.to_ndarray(), dtype=np.float32))
-                            yield AudioFrame(data=data, sample_rate=sr, pts=next_apts, time_base=Fraction(1, sr))
+                            yield AudioFrame(
+                                data=data, sample_rate=sr, pts=next_apts, time_base=Fraction(1, sr)
+                            )
                             next_apts += out.samples
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise InputError(
@@ -401,7 +421,10 @@ class _AudioCopy:
             log.info("copying %s audio from %s without re-encoding", codec, source)
         else:
             self._encoder = _AudioEncoder(
-                container, fmt.audio_codec, self._in.codec_context.sample_rate, self._in.codec_context.channels
+                container,
+                fmt.audio_codec,
+                self._in.codec_context.sample_rate,
+                self._in.codec_context.channels,
             )
             log.info("re-encoding %s audio from %s as %s", codec, source, fmt.audio_codec)
         self._container = container
@@ -514,11 +537,20 @@ class MediaWriter:
             stream.codec_context.options = dict(fmt.video_options)
         self._video = stream
         if isinstance(audio, AudioSpec):
-            self._audio_enc = _AudioEncoder(self._container, fmt.audio_codec, audio.sample_rate, audio.channels)
+            self._audio_enc = _AudioEncoder(
+                self._container, fmt.audio_codec, audio.sample_rate, audio.channels
+            )
         elif audio is not None:
             self._audio_copy = _AudioCopy(self._container, fmt, Path(audio))
-        log.info("writing %s (%s, %dx%d @ %s fps, time base %s)", self.path, codec, self.width, self.height,
-                 self.rate, self.time_base)
+        log.info(
+            "writing %s (%s, %dx%d @ %s fps, time base %s)",
+            self.path,
+            codec,
+            self.width,
+            self.height,
+            self.rate,
+            self.time_base,
+        )
 
     # ------------------------------------------------------------------ writing
     def write(self, frame: VideoFrame | AudioFrame) -> None:
@@ -544,7 +576,9 @@ class MediaWriter:
         exact = Fraction(frame.pts) * frame.time_base / self.time_base
         pts = round(exact)
         if pts != exact and not self._warned_rounding:
-            log.warning("pts %s in %s is not exact in %s; rounding", frame.pts, frame.time_base, self.time_base)
+            log.warning(
+                "pts %s in %s is not exact in %s; rounding", frame.pts, frame.time_base, self.time_base
+            )
             self._warned_rounding = True
         if self._last_pts is not None and pts <= self._last_pts:
             raise OutputError(
