@@ -121,9 +121,9 @@ class _StockRCFG(Guidance):
     def _entering_stock(self, slot: Slot, batch: WindowPass) -> torch.Tensor:
         if batch.schedule.num_levels == 1:
             carry = self._carry
-            if carry is None or carry.shape != slot.latent.shape:
+            if carry is None or carry.shape[1:] != slot.latent.shape[1:] or carry.shape[0] < slot.rows:
                 return torch.zeros_like(slot.latent)
-            return carry
+            return carry[: slot.rows]  # a short final slot takes the carry of its own rows
         return batch.noise.sample(0, slot.rows, slot.latent)
 
     def stock(self, batch: WindowPass) -> torch.Tensor:
