@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -479,7 +479,8 @@ class MediaWriter:
     time base to the stream's, which is ``time_base`` (pass the input stream's time base to keep pts exactly; a muxer
     with a fixed clock, like Matroska's milliseconds, rounds). ``audio`` is either the path of a file whose first audio
     stream is copied (remuxed when the container allows the codec, otherwise re-encoded), an ``AudioSpec`` for an
-    audio stream encoded from the ``AudioFrame`` objects given to ``write``, or None.
+    audio stream encoded from the ``AudioFrame`` objects given to ``write``, or None. ``audio_end`` (seconds) stops
+    the copy there; ``video_options`` override the encoder's options (e.g. ``{"crf": "28"}``).
 
     Frames go to a hidden temporary file in the same folder; ``close()`` renames it onto ``path``, ``abort()`` (or an
     exception inside ``with``) deletes it, so no partial output is ever left under the target name.
@@ -495,6 +496,7 @@ class MediaWriter:
         time_base: Fraction | None = None,
         audio: PathLike | AudioSpec | None = None,
         audio_end: float | None = None,
+        video_options: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.format = check_output_path(self.path)
@@ -506,6 +508,7 @@ class MediaWriter:
         self.time_base = Fraction(time_base) if time_base else 1 / self.rate
         self.frames_written = 0
         self._audio_end = audio_end
+        self._video_options = dict(self.format.video_options) | dict(video_options or {})
         self._last_pts: int | None = None
         self._warned_rounding = False
         self._finished = False
@@ -534,7 +537,7 @@ class MediaWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         if codec.startswith("lib"):
-            stream.codec_context.options = dict(fmt.video_options)
+            stream.codec_context.options = self._video_options
         self._video = stream
         if isinstance(audio, AudioSpec):
             self._audio_enc = _AudioEncoder(
