@@ -21,7 +21,7 @@ def strength_to_t_index(strength: float, steps: int, total: int = LCM_STEPS) -> 
 
     strength 1 starts from index 0 (t = 999, the input is all but erased); strength 0 starts from the last index
     (the input comes back nearly unchanged). The remaining range is split evenly, so the steps stay ordered and
-    distinct: strength 0.36 with 2 steps gives [32, 41], close to the reference's default [32, 45].
+    distinct: strength 0.35 (the default) with 2 steps gives [32, 41], close to the reference's default [32, 45].
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1]; got {strength}")
