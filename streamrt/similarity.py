@@ -47,8 +47,13 @@ class SimilarityFilter:
         self.skip_count = 0
 
     def should_skip(self, x: torch.Tensor) -> bool:
-        """Decide for input ``x`` (any shape); a processed ``x`` becomes the new reference."""
+        """Decide for image ``x`` (uint8 0..255 or float 0..1, any shape); a processed ``x`` becomes the reference.
+
+        Like the reference, the cosine is taken on images scaled to [-1, 1]: on [0, 1] every pair of pictures looks
+        similar (all vectors point into the positive orthant) and moving scenes would be skipped.
+        """
         flat = x.reshape(-1).float()
+        flat = flat / 127.5 - 1.0 if x.dtype == torch.uint8 else flat * 2.0 - 1.0
         if self._prev is None or self._prev.shape != flat.shape:
             return self._process(flat)
         cos = float(torch.nn.functional.cosine_similarity(flat, self._prev, dim=0))

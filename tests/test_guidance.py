@@ -18,7 +18,9 @@ def scalar(v: float) -> torch.Tensor:
     return torch.full((1, 1, 1, 1), v)
 
 
-def one_slot_pass(latent: float, level: int, schedule: LCMSchedule, noise: FixedNoise, entered: bool) -> WindowPass:
+def one_slot_pass(
+    latent: float, level: int, schedule: LCMSchedule, noise: FixedNoise, entered: bool
+) -> WindowPass:
     slot = Slot(latent=scalar(latent), payload=[0], level=level)
     levels = torch.tensor([level])
     return WindowPass(scalar(latent), levels, schedule.timesteps(levels), [slot], entered, schedule, noise)
@@ -121,7 +123,13 @@ def test_lcm_schedule_matches_scheduler(schedule: LCMSchedule) -> None:
 
 @pytest.mark.parametrize(
     ("strength", "steps", "want"),
-    [(1.0, 4, [0, 12, 25, 37]), (0.0, 1, [49]), (0.0, 2, [48, 49]), (0.35, 2, [32, 41]), (0.5, 3, [24, 32, 41])],
+    [
+        (1.0, 4, [0, 12, 25, 37]),
+        (0.0, 1, [49]),
+        (0.0, 2, [48, 49]),
+        (0.35, 2, [32, 41]),
+        (0.5, 3, [24, 32, 41]),
+    ],
 )
 def test_strength_maps_onto_t_index(strength: float, steps: int, want: list[int]) -> None:
     assert strength_to_t_index(strength, steps) == want

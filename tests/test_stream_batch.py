@@ -119,7 +119,9 @@ def stream_batch(
 @pytest.mark.parametrize("cfg", ["none", "full", "self", "initialize"])
 @pytest.mark.parametrize("frames_per_slot", [1, 2])
 @pytest.mark.parametrize("steps", [1, 2, 4])
-def test_stream_batch_equals_sequential(engine: StreamDiffusion, steps: int, frames_per_slot: int, cfg: str) -> None:
+def test_stream_batch_equals_sequential(
+    engine: StreamDiffusion, steps: int, frames_per_slot: int, cfg: str
+) -> None:
     t_index = T_INDEX[steps]
     latents = torch.randn((3 * frames_per_slot + 1, 4, 8, 8), generator=torch.Generator().manual_seed(1))
     got, ids, per_call = stream_batch(engine, latents, t_index, frames_per_slot, cfg)
