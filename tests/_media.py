@@ -21,12 +21,15 @@ def make_clip(
     rate: int = 24,
     audio: bool = True,
     sample_rate: int = 48000,
+    vcodec: str | None = None,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
 ) -> Path:
     """A moving gradient with a square, plus a quiet tone; pts 0..frames-1 in 1/rate."""
-    vcodec, acodec = CODECS[path.suffix]
-    with av.open(str(path), "w") as c:
-        v = c.add_stream(vcodec, rate=rate)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+    default_vcodec, acodec = CODECS[path.suffix]
+    with av.open(str(path), "w", options=options) as c:
+        v = c.add_stream(vcodec or default_vcodec, rate=rate)
+        v.width, v.height, v.pix_fmt = width, height, pix_fmt
         v.codec_context.time_base = Fraction(1, rate)
         a = None
         if audio:

@@ -194,7 +194,7 @@ class MediaReader:
             self._container = av.open(str(self.path), "r")
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise InputError(
-                f"cannot read {self.path}: not a media file or corrupt ({_reason(exc)})"
+                f"cannot read {self.path}: corrupt, truncated or not a media file ({_reason(exc)})"
             ) from exc
         try:
             self.info = self._probe()
@@ -211,7 +211,9 @@ class MediaReader:
         video = c.streams.video[0] if c.streams.video else None
         audio = c.streams.audio[0] if c.streams.audio else None
         if video is None and audio is None:
-            raise InputError(f"input file {self.path} has no audio or video stream")
+            raise InputError(
+                f"cannot read {self.path}: no audio or video stream found (corrupt, truncated or not a media file)"
+            )
         duration = c.duration / av.time_base if c.duration is not None else None
         audio_info = None
         if audio is not None:
@@ -279,6 +281,7 @@ class MediaReader:
         step = self._pts_step(vstream)
         next_vpts = 0
         next_apts = 0
+        first_audio = True
         resampler: av.AudioResampler | None = None
         try:
             for packet in c.demux(*streams):
@@ -296,7 +299,13 @@ class MediaReader:
                             )
                         sr = frame.sample_rate
                         if frame.pts is not None:
-                            next_apts = round(frame.pts * Fraction(packet.stream.time_base) * sr)
+                            # Count samples, resyncing on the container's pts only at a real gap: Matroska's
+                            # millisecond pts would otherwise make continuous audio jitter by up to 1 ms.
+                            tick = Fraction(packet.stream.time_base) * sr
+                            stamped = round(frame.pts * tick)
+                            if first_audio or abs(stamped - next_apts) > max(1, tick):
+                                next_apts = stamped
+                            first_audio = False
                         for out in resampler.resample(frame):
                             data = torch.from_numpy(np.ascontiguousarray(out.to_ndarray(), dtype=np.float32))
                             yield AudioFrame(
