@@ -262,8 +262,10 @@ class StreamDiffusionGenerator(Generator):
 
     @property
     def latency_frames(self) -> int:
-        """Pushes between a frame entering and its output leaving."""
-        return (len(self.t_index_list()) - 1) + (self.params["frame_buffer_size"] - 1)
+        """Pushes between the first frame of a slot and its output: a slot fills over F pushes, then leaves the
+        window N-1 slot entries later."""
+        frames_per_slot = self.params["frame_buffer_size"]
+        return len(self.t_index_list()) * frames_per_slot - 1
 
     def on_prepare(self) -> None:
         p = self.params
