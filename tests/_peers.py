@@ -1,0 +1,203 @@
+"""Real WebRTC peers for the transport tests: an aiortc client that talks to a running streamrt server.
+
+The client sends barcode-stamped frames (a 16-bit frame counter drawn as black/white blocks, which survive
+VP8/H264 compression) and reads the barcode back from what it receives, so passthrough latency is measured end to
+end on one clock. Run as a script (``python tests/_peers.py URL``) it is a client in another process that the
+vanished-client test kills with SIGKILL: a real disappearance, with no BYE, no DTLS close and no ICE goodbye.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from transport.ice import allow_loopback_candidates, rtc_configuration
+
+BITS = 16
+BLOCK = 16  # pixels per bit, wide and tall enough to survive chroma subsampling and quantisation
+
+
+def stamp(img: np.ndarray, value: int) -> None:
+    """Draw ``value`` as BITS black/white blocks across the top-left of ``img`` (H, W, 3) uint8."""
+    for bit in range(BITS):
+        on = (value >> bit) & 1
+        img[0:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if on else 0
+
+
+def read_stamp(img: np.ndarray) -> int:
+    value = 0
+    for bit in range(BITS):
+        block = img[2 : BLOCK - 2, bit * BLOCK + 2 : (bit + 1) * BLOCK - 2]
+        if block.mean() > 127:
+            value |= 1 << bit
+    return value
+
+
+class BarcodeTrack(MediaStreamTrack):
+    """A camera stand-in: moving picture with a frame counter barcode, paced at ``fps`` on a 90 kHz clock."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self.sent: dict[int, float] = {}  # counter -> perf_counter when handed to the encoder
+        self._count = 0
+        self._start: float | None = None
+        yy, xx = np.mgrid[0:height, 0:width]
+        self._base = np.stack([(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 96)], -1).astype(np.uint8)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.perf_counter()
+        due = self._start + self._count / self.fps
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        img = self._base.copy()
+        x = (self._count * 4) % (self.width - 32)
+        img[self.height // 2 : self.height // 2 + 32, x : x + 32] = (255, 64, 64)
+        value = self._count % (1 << BITS)
+        stamp(img, value)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = round(self._count * 90_000 / self.fps)
+        frame.time_base = fractions.Fraction(1, 90_000)
+        self.sent[value] = time.perf_counter()
+        self._count += 1
+        return frame
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    first_at: float | None = None
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+    last: np.ndarray | None = None
+    got: asyncio.Event = field(default_factory=asyncio.Event)
+    target: int = 1
+
+
+class Client:
+    """One aiortc peer talking to the server's JSON offer endpoint."""
+
+    def __init__(self, base: str, *, token: str | None = None, send_video: bool = True, fps: float = 30.0) -> None:
+        allow_loopback_candidates()  # this process may have no interface but lo (see transport.ice)
+        self.base = base
+        self.token = token
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.source = BarcodeTrack(fps=fps) if send_video else None
+        self.received = Received()
+        self.session_id: str | None = None
+        self.codec: str | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.message_event = asyncio.Event()
+        self.channel = self.pc.createDataChannel("params")
+        self._tasks: list[asyncio.Task[None]] = []
+
+        @self.channel.on("message")
+        def _on_message(message: str) -> None:
+            self.messages.append(json.loads(message))
+            self.message_event.set()
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def connect(self, pipeline: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.source is not None:
+            self.pc.addTransceiver(self.source, direction="sendrecv")
+        else:
+            self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        body = {"sdp": self.pc.localDescription.sdp, "type": "offer", "pipeline": pipeline, "params": params or {}}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.base}/api/offer", json=body, headers=self.headers()) as resp:
+                data = await resp.json()
+                if resp.status != 200:
+                    raise RuntimeError(f"offer failed: {resp.status} {data}")
+        self.session_id = data["session_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+        for line in data["sdp"].splitlines():
+            if line.startswith("a=rtpmap:") and self.codec is None:
+                self.codec = line.split(" ", 1)[1].split("/")[0]
+        return data
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        rec = self.received
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now = time.perf_counter()
+                img = frame.to_ndarray(format="rgb24")
+                rec.frames += 1
+                rec.sizes.add((frame.width, frame.height))
+                rec.last = img
+                if rec.first_at is None:
+                    rec.first_at = now
+                if self.source is not None:
+                    sent = self.source.sent.get(read_stamp(img))
+                    if sent is not None:
+                        rec.latencies_ms.append((now - sent) * 1000)
+                if rec.frames >= rec.target:
+                    rec.got.set()
+
+    async def wait_frames(self, count: int, timeout: float) -> int:
+        self.received.target = count
+        if self.received.frames < count:
+            self.received.got.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.received.got.wait(), timeout)
+        return self.received.frames
+
+    async def wait_message(self, kind: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages:
+                if m.get("type") == kind:
+                    self.messages.remove(m)
+                    return m
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {kind!r} message within {timeout} s; got {self.messages}")
+            self.message_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.message_event.wait(), remaining)
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.pc.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def _main(base: str) -> None:
+    # Subprocess mode: connect, report the session id, then wait to be killed.
+    client = Client(base)
+    await client.connect("passthrough")
+    await client.wait_frames(5, 60)
+    print(json.dumps({"session_id": client.session_id, "frames": client.received.frames}), flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(sys.argv[1]))
