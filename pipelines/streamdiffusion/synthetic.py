@@ -65,7 +65,9 @@ def style_caption(style: str, rng: np.random.Generator, scene: str | None = None
 
 def example_prompts() -> list[str]:
     """One canonical prompt per class, in LABELS order (used by the evaluation and the model card)."""
-    return [f"a picture of {s}" if s.endswith("s") else f"a {s}" for s in SCENES] + [f"{t} style" for t in STYLES]
+    return [f"a picture of {s}" if s.endswith("s") else f"a {s}" for s in SCENES] + [
+        f"{t} style" for t in STYLES
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -74,7 +76,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return y, x
 
 
-def _vgrad(size: int, top: Sequence[float], bottom: Sequence[float], y0: float = 0.0, y1: float = 1.0) -> Image:
+def _vgrad(
+    size: int, top: Sequence[float], bottom: Sequence[float], y0: float = 0.0, y1: float = 1.0
+) -> Image:
     y, _ = _grid(size)
     t = np.clip((y - y0) / max(y1 - y0, 1e-3), 0, 1)[..., None]
     return (np.asarray(top, np.float32) * (1 - t) + np.asarray(bottom, np.float32) * t).astype(np.float32)
@@ -144,7 +148,7 @@ def _sunset(rng: np.random.Generator, n: int) -> Image:
     y, x = _grid(n)
     cx, cy, r = rng.uniform(0.25, 0.75), hz - rng.uniform(0.0, 0.1), rng.uniform(0.07, 0.14)
     d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
-    img += (np.exp(-(((d / (r * 2.5)) ** 2))) * 0.35)[..., None] * np.array([1.0, 0.6, 0.2], np.float32)
+    img += (np.exp(-((d / (r * 2.5)) ** 2)) * 0.35)[..., None] * np.array([1.0, 0.6, 0.2], np.float32)
     _paint(img, d < r, _jit(rng, (1.0, 0.85, 0.35), 0.05))
     ground = y > _ridge(rng, n, hz, 0.04)[None, :]
     _paint(img, ground, _jit(rng, (0.18, 0.06, 0.12), 0.05))
@@ -157,7 +161,9 @@ def _ocean(rng: np.random.Generator, n: int) -> Image:
     y, x = _grid(n)
     sea = _vgrad(n, _jit(rng, (0.1, 0.45, 0.7)), _jit(rng, (0.02, 0.2, 0.45)), hz, 1)
     f = rng.uniform(25, 45)
-    waves = 0.5 + 0.5 * np.sin(f * np.clip(y - hz, 0, None) ** 0.8 * 6 + 3 * np.sin(x * rng.uniform(4, 9) + rng.uniform(0, 6)))
+    waves = 0.5 + 0.5 * np.sin(
+        f * np.clip(y - hz, 0, None) ** 0.8 * 6 + 3 * np.sin(x * rng.uniform(4, 9) + rng.uniform(0, 6))
+    )
     sea = sea + ((waves > 0.85) * 0.25 * np.clip((y - hz) * 3, 0, 1))[..., None]
     m = y > hz
     img[m] = sea[m]
@@ -170,7 +176,9 @@ def _forest(rng: np.random.Generator, n: int) -> Image:
     for _ in range(rng.integers(5, 10)):
         cx, w = rng.uniform(0, 1), rng.uniform(0.02, 0.05)
         top, base = rng.uniform(0.15, 0.5), rng.uniform(0.85, 1.0)
-        _paint(img, (np.abs(x - cx) < w / 2) & (y > top + 0.15) & (y < base), _jit(rng, (0.35, 0.22, 0.1), 0.06))
+        _paint(
+            img, (np.abs(x - cx) < w / 2) & (y > top + 0.15) & (y < base), _jit(rng, (0.35, 0.22, 0.1), 0.06)
+        )
         half = (y - top) * rng.uniform(0.35, 0.55)
         tri = (y > top) & (y < top + rng.uniform(0.3, 0.45)) & (np.abs(x - cx) < half)
         _paint(img, tri, _jit(rng, (0.08, 0.4, 0.12), 0.07))
@@ -198,7 +206,9 @@ def _snowy_mountains(rng: np.random.Generator, n: int) -> Image:
         surf = peak + slope * np.abs(x - cx)
         _paint(img, y > surf, _jit(rng, (0.45, 0.48, 0.55), 0.06))
         _paint(img, (y > surf) & (y < peak + rng.uniform(0.08, 0.18)), _jit(rng, (0.97, 0.97, 1.0), 0.03))
-    _paint(img, y > _ridge(rng, n, rng.uniform(0.78, 0.9), 0.02)[None, :], _jit(rng, (0.93, 0.95, 0.98), 0.03))
+    _paint(
+        img, y > _ridge(rng, n, rng.uniform(0.78, 0.9), 0.02)[None, :], _jit(rng, (0.93, 0.95, 0.98), 0.03)
+    )
     return img
 
 
@@ -225,7 +235,9 @@ SCENE_FUNCS: dict[str, Callable[[np.random.Generator, int], Image]] = {
 
 def render_scene(scene: str, rng: np.random.Generator, size: int = 256) -> Image:
     img = SCENE_FUNCS[scene](rng, size)
-    img = img + rng.normal(0, 0.015, img.shape).astype(np.float32)  # mild texture so flat areas are not perfect
+    img = img + rng.normal(0, 0.015, img.shape).astype(
+        np.float32
+    )  # mild texture so flat areas are not perfect
     return np.clip(img, 0, 1)
 
 
@@ -315,7 +327,9 @@ def style_sketch(img: Image) -> Image:
 
 def style_fire(img: Image) -> Image:
     g = luminance(img)
-    return _palette_map(g, [(0.05, 0.0, 0.0), (0.6, 0.05, 0.0), (1.0, 0.4, 0.0), (1.0, 0.8, 0.1), (1.0, 1.0, 0.7)])
+    return _palette_map(
+        g, [(0.05, 0.0, 0.0), (0.6, 0.05, 0.0), (1.0, 0.4, 0.0), (1.0, 0.8, 0.1), (1.0, 1.0, 0.7)]
+    )
 
 
 def style_ice(img: Image) -> Image:
@@ -410,5 +424,9 @@ def caption_corpus(seed: int = 0, n: int = 4000) -> list[str]:
         if rng.random() < 0.4:
             out.append(scene_caption(str(rng.choice(SCENES)), rng))
         else:
-            out.append(style_caption(str(rng.choice(STYLES)), rng, str(rng.choice(SCENES)) if rng.random() < 0.5 else None))
+            out.append(
+                style_caption(
+                    str(rng.choice(STYLES)), rng, str(rng.choice(SCENES)) if rng.random() < 0.5 else None
+                )
+            )
     return out

@@ -37,7 +37,11 @@ LCM_TIMESTEPS = (999, 679, 359, 99)
 # --------------------------------------------------------------------------------------------------------- tokenizer
 def _bytes_to_unicode() -> list[str]:
     """CLIP/GPT-2 byte -> printable character table, in CLIP's vocabulary order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -91,7 +95,11 @@ def build_tokenizer(corpus: list[str], out_dir: Path, vocab_size: int = 1024) ->
 
 def tokenize(tokenizer: Any, captions: list[str]) -> torch.Tensor:
     return tokenizer(
-        captions, padding="max_length", max_length=tiny_config.MAX_TOKENS, truncation=True, return_tensors="pt"
+        captions,
+        padding="max_length",
+        max_length=tiny_config.MAX_TOKENS,
+        truncation=True,
+        return_tensors="pt",
     ).input_ids
 
 
@@ -108,7 +116,14 @@ def _sobel(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_vae(
-    images: np.ndarray, *, steps: int, batch_size: int, crop: int, lr: float, gen: torch.Generator, progress: bool
+    images: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int,
+    crop: int,
+    lr: float,
+    gen: torch.Generator,
+    progress: bool,
 ) -> tuple[Any, dict[str, float]]:
     from diffusers import AutoencoderTiny
 
@@ -164,7 +179,9 @@ def _cosine(step: int, total: int, floor: float = 0.1) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def sample_timesteps(batch: int, gen: torch.Generator, lcm_fraction: float = 0.5, jitter: int = 30) -> torch.Tensor:
+def sample_timesteps(
+    batch: int, gen: torch.Generator, lcm_fraction: float = 0.5, jitter: int = 30
+) -> torch.Tensor:
     """Uniform timesteps, with lcm_fraction of them drawn near the timesteps the LCM sampler visits."""
     t = torch.randint(0, 1000, (batch,), generator=gen)
     near = torch.tensor(LCM_TIMESTEPS)[torch.randint(0, len(LCM_TIMESTEPS), (batch,), generator=gen)]
@@ -235,14 +252,20 @@ def train_diffusion(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        d = min(ema_decay, (1 + step) / (10 + step))  # EMA warm-up: early averages track the fast-moving weights
+        d = min(
+            ema_decay, (1 + step) / (10 + step)
+        )  # EMA warm-up: early averages track the fast-moving weights
         with torch.no_grad():
             for pe, p in ema_pairs:
                 pe.lerp_(p, 1 - d)
         losses.append(float(per.detach().mean()))
         if progress:
             bar.set_postfix(eps_mse=f"{np.mean(losses[-50:]):.4f}")
-    return ema_unet, ema_text, {"unet_final_eps_mse": float(np.mean(losses[-100:])) if losses else float("nan")}
+    return (
+        ema_unet,
+        ema_text,
+        {"unet_final_eps_mse": float(np.mean(losses[-100:])) if losses else float("nan")},
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------ saving
@@ -290,7 +313,7 @@ def train(
     batch_size: int,
     seed: int,
     image_size: int = 256,
-    num_images: int = 6000,
+    num_images: int = 4000,
     vae_batch_size: int = 16,
     vae_crop: int = 128,
     vae_lr: float = 2e-3,
@@ -302,7 +325,12 @@ def train(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    metrics: dict[str, Any] = {"seed": seed, "num_images": num_images, "vae_steps": vae_steps, "unet_steps": unet_steps}
+    metrics: dict[str, Any] = {
+        "seed": seed,
+        "num_images": num_images,
+        "vae_steps": vae_steps,
+        "unet_steps": unet_steps,
+    }
 
     images, captions, _ = synthetic.make_dataset(num_images, seed, image_size)
     metrics["data_s"] = round(time.perf_counter() - t0, 1)
@@ -316,7 +344,13 @@ def train(
         t1 = time.perf_counter()
         crop = min(vae_crop, image_size)
         vae, m = train_vae(
-            images, steps=vae_steps, batch_size=vae_batch_size, crop=crop, lr=vae_lr, gen=gen, progress=progress
+            images,
+            steps=vae_steps,
+            batch_size=vae_batch_size,
+            crop=crop,
+            lr=vae_lr,
+            gen=gen,
+            progress=progress,
         )
         metrics.update(m)
         metrics["vae_s"] = round(time.perf_counter() - t1, 1)
@@ -328,7 +362,9 @@ def train(
         latents = raw * vae.config.scaling_factor
         metrics["latent_mean"], metrics["latent_std_raw"] = float(raw.mean()), std
         metrics["vae_psnr_train_subset"] = vae_psnr(vae, images[: min(64, num_images)])
-        heldout = np.stack([synthetic._to_uint8(synthetic.photo_center(p, image_size)) for p in synthetic.HELDOUT_PHOTOS])
+        heldout = np.stack(
+            [synthetic._to_uint8(synthetic.photo_center(p, image_size)) for p in synthetic.HELDOUT_PHOTOS]
+        )
         metrics["vae_psnr_heldout_photos"] = vae_psnr(vae, heldout)
 
         ids = tokenize(tokenizer, captions)
@@ -361,10 +397,10 @@ def train(
 # --------------------------------------------------------------------------------------------------------------- CLI
 # The defaults are the recipe of the committed assets/streamdiffusion-tiny weights.
 DEFAULTS: dict[str, Any] = {
-    "vae_steps": 1500,
-    "unet_steps": 2000,
+    "vae_steps": 1000,
+    "unet_steps": 1200,
     "batch_size": 32,
-    "num_images": 6000,
+    "num_images": 4000,
     "seed": 0,
 }
 QUICK: dict[str, Any] = {"vae_steps": 3, "unet_steps": 3, "batch_size": 4, "num_images": 8}
@@ -390,7 +426,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m pipelines.streamdiffusion.train` mirrors `streamrt train streamdiffusion`
+if (
+    __name__ == "__main__"
+):  # `python -m pipelines.streamdiffusion.train` mirrors `streamrt train streamdiffusion`
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _parser = argparse.ArgumentParser(description=__doc__)
     add_arguments(_parser)
