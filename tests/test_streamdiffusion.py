@@ -173,3 +173,21 @@ def test_reset_restarts_the_stream(loaded: StreamDiffusionGenerator) -> None:
     loaded.reset()
     b = run(loaded, frames)
     assert all(torch.equal(x.data, y.data) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["v_prediction", "sample"])
+def test_other_prediction_types_convert_to_epsilon(model: Path, kind: str) -> None:
+    """SD 2.x v-prediction models: the model output is turned into epsilon exactly."""
+    from pipelines.streamdiffusion.components import load_components
+    from pipelines.streamdiffusion.pipeline import StreamDiffusion
+
+    components = load_components(model)
+    components.scheduler.register_to_config(prediction_type=kind)
+    engine = StreamDiffusion(components)
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
+    t = torch.tensor([359, 99])
+    abar = components.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    out = abar.sqrt() * eps - (1 - abar).sqrt() * x0 if kind == "v_prediction" else x0
+    torch.testing.assert_close(engine._to_epsilon(out, x_t, t), eps, rtol=1e-4, atol=1e-4)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.streamdiffusion.components import SDComponents, load_components
-from streamrt.errors import InputError, ParamError
+from streamrt.errors import InputError, ModelLoadError, ParamError
 from streamrt.frames import DataFrame, Frame, VideoFrame
 from streamrt.generator import Generator, GeneratorSpec, MediaKind
 from streamrt.guidance import Guidance, make_guidance
@@ -54,6 +54,7 @@ class StreamDiffusion:
         self.seed = 2
         self._embed_cache: dict[str, torch.Tensor] = {}
         self._txt_gen = torch.Generator().manual_seed(self.seed)
+        self._alphas_cumprod = components.scheduler.alphas_cumprod.to(self.device, self.dtype)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -150,11 +151,26 @@ class StreamDiffusion:
         out = self.unet(
             model_in.latents, model_in.timesteps, encoder_hidden_states=embeds, return_dict=False
         )[0]
+        out = self._to_epsilon(out, model_in.latents, model_in.timesteps)
         eps = g.combine(out, batch)
         x0 = self.schedule.denoise(batch.latents, eps, batch.levels)
         g.after_step(eps, batch, self.schedule)
         self.cond.advance()
         return x0
+
+    def _to_epsilon(self, out: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """SD 2.x v-prediction (and sample-prediction) models: convert to epsilon, the space RCFG's stock noise and
+        the LCM step work in. The conversion is exact: eps = alpha*v + beta*x_t, eps = (x_t - alpha*x0)/beta."""
+        kind = self.c.scheduler.config.prediction_type
+        if kind == "epsilon":
+            return out
+        abar = self._alphas_cumprod[timesteps.to(self._alphas_cumprod.device)].view(-1, 1, 1, 1)
+        alpha, beta = abar.sqrt(), (1 - abar).sqrt()
+        if kind == "v_prediction":
+            return alpha * out + beta * x_t
+        if kind == "sample":
+            return (x_t - alpha * out) / beta
+        raise ModelLoadError(f"unsupported prediction_type {kind!r}")
 
     # ------------------------------------------------------------------ streaming
     @torch.inference_mode()
@@ -209,6 +225,8 @@ def _params() -> ParamSet:
               live=False, optional=True, minimum=8, maximum=2048),
         Param("height", int, None, "Processing height (multiple of 8); default: the input's, or the model's.",
               live=False, optional=True, minimum=8, maximum=2048),
+        Param("compile", bool, False, "torch.compile the UNet (GPU; the first frames are slow while it compiles).",
+              live=False),
         Param("ssf", bool, False, "Stochastic similarity filter: skip near-identical input frames."),
         Param("ssf_threshold", float, 0.98, "SSF similarity threshold.", minimum=0.0, maximum=1.0),
         Param("ssf_max_skip", int, 10, "SSF: at most this many skips in a row.", minimum=0),
@@ -277,6 +295,9 @@ class StreamDiffusionGenerator(Generator):
         self._pending.clear()
         self._backlog.clear()
         self._size = size
+        if p["compile"] and not isinstance(self.engine.unet, torch._dynamo.eval_frame.OptimizedModule):
+            # dynamic=True: the batch grows while the window fills and shrinks while it drains.
+            self.engine.unet = torch.compile(self.engine.unet, dynamic=True)
         self.engine.configure(
             t_index_list=self.t_index_list(),
             frame_buffer_size=p["frame_buffer_size"],
