@@ -138,6 +138,9 @@ class Session:
             self._emit(item)
             return False
         self._timed(gen.push, item)
+        ssf = getattr(gen, "ssf", None)  # a SimilarityFilteredGenerator reports its skips
+        if ssf is not None:
+            self.metrics.ssf_skips = ssf.skipped
         return False
 
     def _timed(self, fn, *args) -> None:
