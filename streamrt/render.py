@@ -294,9 +294,11 @@ def _next_output(session: Session) -> Any:
         except TimeoutError:
             if not session.running:
                 try:
-                    return session.output.get_nowait() or EndOfStream()
+                    item = session.output.get_nowait()
                 except QueueClosed:
-                    pass
+                    item = None
+                if item is not None:
+                    return item
                 raise StreamrtError(
                     f"session {session.name!r} stopped without finishing the stream"
                 ) from None

@@ -21,6 +21,7 @@ from _media import make_clip, probe
 
 from streamrt import registry
 from streamrt.cli import main
+from streamrt.errors import InputError
 from streamrt.frames import DataFrame, VideoFrame
 from streamrt.generator import Generator, GeneratorSpec, MediaKind
 from streamrt.params import Param, ParamSet
@@ -80,7 +81,19 @@ class Interrupts(DelayedInvert):
         return [frame]
 
 
-TEST_GENERATORS = {g.spec.name: g for g in (DelayedInvert, DropsOne, Interrupts)}
+class FailsMidway(DelayedInvert):
+    spec = GeneratorSpec(
+        name="fails-midway", description="test: raises", inputs=(MediaKind.VIDEO,), outputs=(MediaKind.VIDEO,)
+    )
+
+    def process(self, frame: DataFrame) -> list[DataFrame]:
+        self.count = getattr(self, "count", 0) + 1
+        if self.count == 5:
+            raise InputError("frame 5 is not to my taste")
+        return super().process(frame)
+
+
+TEST_GENERATORS = {g.spec.name: g for g in (DelayedInvert, DropsOne, Interrupts, FailsMidway)}
 
 
 @pytest.fixture(autouse=True)
@@ -210,6 +223,7 @@ def _bad_inputs(folder: Path, clip: Path) -> Iterator[tuple[str, list[str], str]
     yield "extension", ["render", "passthrough", "-i", str(clip), "-o", out[:-4] + ".avi"], "'.avi'"
     yield "odd size", ["render", "passthrough", "-i", str(odd), "-o", out], "65x63 is odd"
     yield "no frames", ["render", "passthrough", "-o", out], "--frames"
+    yield "generator error", ["render", "fails-midway", "-i", str(clip), "-o", out], "not to my taste"
     yield "lost frame", ["render", "drops-one", "-i", str(clip), "-o", out], "produced 11 frames for 12"
 
 
@@ -293,6 +307,7 @@ def test_subprocess_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
         real_get = registry.get
         registry.get = lambda name: TEST_GENERATORS.get(name) or real_get(name)
         from streamrt.cli import main
+from streamrt.errors import InputError
         sys.exit(main(["render", "interrupts", "-i", {str(clips[".webm"])!r}, "-o", "o.webm"]))
         """
     )
