@@ -332,7 +332,6 @@ def test_subprocess_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
         real_get = registry.get
         registry.get = lambda name: TEST_GENERATORS.get(name) or real_get(name)
         from streamrt.cli import main
-from streamrt.errors import InputError
         sys.exit(main(["render", "interrupts", "-i", {str(clips[".webm"])!r}, "-o", "o.webm"]))
         """
     )
