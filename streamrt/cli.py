@@ -126,6 +126,19 @@ def _configure_logging(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="streamrt: %(levelname)s: %(name)s: %(message)s", stream=sys.stderr
     )
+    if verbose == 0:
+        _quiet_model_libraries()
+
+
+def _quiet_model_libraries() -> None:
+    """diffusers/transformers print weight-loading bars and config notes on stderr; users see only ours."""
+    for name in ("diffusers", "transformers"):
+        try:
+            lib_logging = __import__(f"{name}.utils.logging", fromlist=["logging"])
+        except ImportError:
+            continue
+        lib_logging.set_verbosity_error()
+        lib_logging.disable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------- pipelines

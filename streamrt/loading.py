@@ -25,8 +25,13 @@ def open_generator(
     """
     cls = registry.get(name)
     cls.spec.params.resolve(params)  # fail fast on unknown or bad parameters, before weights load
-    gen: Generator = cls.load(model=model, checkpoint=checkpoint, device=device, dtype=dtype)
-    if "ssf" in cls.spec.params:
-        gen = SimilarityFilteredGenerator(gen, SimilarityFilter())
+    gen = with_runtime_features(cls.load(model=model, checkpoint=checkpoint, device=device, dtype=dtype))
     gen.prepare(params)
+    return gen
+
+
+def with_runtime_features(gen: Generator) -> Generator:
+    """Wrap a loaded generator with the runtime's features it opted into (SSF when it declares ``ssf``)."""
+    if "ssf" in gen.spec.params and not isinstance(gen, SimilarityFilteredGenerator):
+        return SimilarityFilteredGenerator(gen, SimilarityFilter())
     return gen

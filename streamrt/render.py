@@ -30,6 +30,7 @@ from streamrt import registry
 from streamrt.errors import ParamError, StreamrtError
 from streamrt.frames import AudioFrame, EndOfStream, ErrorEvent, VideoFrame
 from streamrt.generator import GeneratorSpec, MediaKind
+from streamrt.loading import with_runtime_features
 from streamrt.params import parse_assignments
 from streamrt.session import Session, ticks
 from transport.files import AudioSpec, MediaReader, MediaWriter, check_output_path, open_input
@@ -170,7 +171,7 @@ def _run(
     progress: bool,
 ) -> RenderResult:
     try:
-        gen = cls.load(model=model, checkpoint=checkpoint, device=device)
+        gen = with_runtime_features(cls.load(model=model, checkpoint=checkpoint, device=device))
     except BaseException:
         if reader is not None:
             reader.close()

@@ -108,10 +108,12 @@ class Session:
                     return
                 if self._handle(item):
                     return
-        except Exception as exc:  # the session ends; the process does not
+        # BaseException: an interrupt raised inside the generator must still reach the sink as an event (the
+        # worker is not the main thread, so nothing else would see it).
+        except BaseException as exc:  # the session ends; the process does not
             self.error = str(exc) or type(exc).__name__
             self.metrics.error()
-            if not isinstance(exc, StreamrtError):
+            if not isinstance(exc, StreamrtError | KeyboardInterrupt):
                 log.exception("session %s: generator failed", self.name)
             self._emit(ErrorEvent(message=self.error, exception_type=type(exc).__name__))
             self.input.close()

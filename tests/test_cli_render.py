@@ -288,11 +288,6 @@ def test_interrupt_while_generating(tmp_path: Path, clips: dict[str, Path], caps
     assert files_in(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    reason="Session's worker catches Exception only: a KeyboardInterrupt raised inside the generator kills the "
-    "thread instead of becoming ErrorEvent(exception_type='KeyboardInterrupt'); render then exits 2, not 130",
-    strict=False,
-)
 def test_interrupt_raised_by_generator(tmp_path: Path, clips: dict[str, Path], capsys) -> None:
     argv = ["render", "raises-interrupt", "-i", str(clips[".mp4"]), "-o", str(tmp_path / "o.mp4")]
     code, _, err = run(argv, capsys)
