@@ -43,8 +43,14 @@ def _register_pipelines(subparsers: Any) -> None:
     p.set_defaults(handler=_pipelines)
 
 
+def _register_train(subparsers: Any) -> None:
+    from streamrt.training import register
+
+    register(subparsers)
+
+
 # Subcommands in the order `streamrt --help` lists them.
-_REGISTRARS: list[Callable[[Any], None]] = [_register_render, _register_pipelines]
+_REGISTRARS: list[Callable[[Any], None]] = [_register_render, _register_pipelines, _register_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,38 @@
+"""`streamrt train PIPELINE`: each trainable pipeline's recipe, behind one subcommand.
+
+A recipe module exposes ``add_arguments(parser)`` (whose defaults ARE the recipe that produced the committed
+weights) and ``run(args) -> int``. CI runs each recipe with ``--quick`` (a few steps on tiny data); it never trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+# Pipeline name -> recipe module. Pipelines without a recipe here have no trainable default.
+RECIPES: dict[str, str] = {
+    "streamdiffusion": "pipelines.streamdiffusion.train",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("train", help="train a pipeline's embedded default model with its recipe")
+    recipes = parser.add_subparsers(dest="recipe", metavar="PIPELINE", required=True)
+    for name, module_name in RECIPES.items():
+        module = importlib.import_module(module_name)
+        sub = recipes.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        module.add_arguments(sub)
+        sub.set_defaults(handler=_runner(module))
+
+
+def _runner(module: Any):
+    def handler(args: argparse.Namespace) -> str:
+        code = module.run(args)
+        if code:
+            from streamrt.errors import StreamrtError
+
+            raise StreamrtError(f"training {args.recipe} failed (exit {code})")
+        return f"trained {args.recipe}: model written to {args.out}"
+
+    return handler
