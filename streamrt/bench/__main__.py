@@ -1,0 +1,5 @@
+import sys
+
+from streamrt.bench import main
+
+sys.exit(main())
