@@ -20,9 +20,11 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from streamrt.frames import DataFrame
+from streamrt.generator import Generator, GeneratorSpec, MediaKind
 from transport.ice import allow_loopback_candidates, rtc_configuration
 
 BITS = 16
@@ -57,7 +59,9 @@ class BarcodeTrack(MediaStreamTrack):
         self._count = 0
         self._start: float | None = None
         yy, xx = np.mgrid[0:height, 0:width]
-        self._base = np.stack([(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 96)], -1).astype(np.uint8)
+        self._base = np.stack([(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 96)], -1).astype(
+            np.uint8
+        )
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -93,10 +97,19 @@ class Received:
 class Client:
     """One aiortc peer talking to the server's JSON offer endpoint."""
 
-    def __init__(self, base: str, *, token: str | None = None, send_video: bool = True, fps: float = 30.0) -> None:
+    def __init__(
+        self,
+        base: str,
+        *,
+        token: str | None = None,
+        send_video: bool = True,
+        fps: float = 30.0,
+        video_codecs: tuple[str, ...] = (),
+    ) -> None:
         allow_loopback_candidates()  # this process may have no interface but lo (see transport.ice)
         self.base = base
         self.token = token
+        self.video_codecs = video_codecs  # e.g. ("video/VP8",) to offer only VP8
         self.pc = RTCPeerConnection(rtc_configuration())
         self.source = BarcodeTrack(fps=fps) if send_video else None
         self.received = Received()
@@ -120,13 +133,23 @@ class Client:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def connect(self, pipeline: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def connect(
+        self, pipeline: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         if self.source is not None:
-            self.pc.addTransceiver(self.source, direction="sendrecv")
+            transceiver = self.pc.addTransceiver(self.source, direction="sendrecv")
         else:
-            self.pc.addTransceiver("video", direction="recvonly")
+            transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        if self.video_codecs:
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in caps if c.mimeType in self.video_codecs])
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        body = {"sdp": self.pc.localDescription.sdp, "type": "offer", "pipeline": pipeline, "params": params or {}}
+        body = {
+            "sdp": self.pc.localDescription.sdp,
+            "type": "offer",
+            "pipeline": pipeline,
+            "params": params or {},
+        }
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.base}/api/offer", json=body, headers=self.headers()) as resp:
                 data = await resp.json()
@@ -158,16 +181,16 @@ class Client:
                 if rec.frames >= rec.target:
                     rec.got.set()
 
-    async def wait_frames(self, count: int, timeout: float) -> int:
+    async def wait_frames(self, count: int, within: float) -> int:
         self.received.target = count
         if self.received.frames < count:
             self.received.got.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.received.got.wait(), timeout)
+                await asyncio.wait_for(self.received.got.wait(), within)
         return self.received.frames
 
-    async def wait_message(self, kind: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_message(self, kind: str, within: float) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while True:
             for m in self.messages:
                 if m.get("type") == kind:
@@ -175,7 +198,7 @@ class Client:
                     return m
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no {kind!r} message within {timeout} s; got {self.messages}")
+                raise TimeoutError(f"no {kind!r} message within {within} s; got {self.messages}")
             self.message_event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.message_event.wait(), remaining)
@@ -201,3 +224,49 @@ async def _main(base: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(_main(sys.argv[1]))
+
+
+class FailingGenerator(Generator):
+    """Passes a few frames through, then raises: the server must end only this session."""
+
+    spec = GeneratorSpec(
+        name="failing",
+        description="Test generator that fails after a few frames.",
+        inputs=(MediaKind.VIDEO,),
+        outputs=(MediaKind.VIDEO,),
+        input_optional=True,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def process(self, frame: DataFrame) -> list[DataFrame]:
+        self.count += 1
+        if self.count > 10:
+            raise RuntimeError("synthetic generator failure")
+        return [frame]
+
+
+@contextlib.asynccontextmanager
+async def serving(**config: Any) -> Any:
+    """A streamrt server on a free loopback port, in the running loop; yields (server, base_url)."""
+    from transport.server import ServerConfig, start_server
+
+    config.setdefault("port", 0)
+    config.setdefault("pipeline", "passthrough")
+    server, runner, port = await start_server(ServerConfig(**config))
+    try:
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_until(predicate: Any, within: float, interval: float = 0.05) -> float:
+    """Poll ``predicate`` (a state check, not a sleep-as-synchronisation) until true; returns the seconds taken."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > within:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start

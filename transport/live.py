@@ -85,6 +85,7 @@ class Peer:
         self.connected = asyncio.Event()
         self.created = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
+        self._teardown: asyncio.Task[None] | None = None
         self._gone = False
 
         @self.pc.on("connectionstatechange")
@@ -131,11 +132,12 @@ class Peer:
         self._gone = True
         log.info("peer %s (%s) gone: %s", self.id[:8], self.role, reason)
         if self.on_gone is not None:
-            await self.on_gone(self, reason)
+            # Its own task: the tear-down closes this peer, which cancels the watchdog that may be calling us.
+            self._teardown = asyncio.create_task(self.on_gone(self, reason), name=f"teardown-{self.id[:8]}")
 
     async def close(self) -> None:
         self._gone = True
-        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+        if self._watchdog is not None:
             self._watchdog.cancel()
         await self.pc.close()
 
@@ -180,6 +182,7 @@ class LiveSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiving_video = False
         self._closing = False
+        self._close_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ set-up
     def new_video_track(self) -> GeneratedVideoTrack:
@@ -386,17 +389,22 @@ class LiveSession:
         return True
 
     async def close(self, reason: str = "closed") -> None:
-        """End the session: idempotent, never raises; the worker thread is joined off the event loop."""
-        if self._closing:
-            await self.closed.wait()
-            return
-        self._closing = True
-        self.close_reason = reason
+        """End the session: idempotent, never raises; the worker thread is joined off the event loop.
+
+        The work runs in its own shielded task, so a caller that is cancelled (a request handler whose client left)
+        cannot leave the session half closed.
+        """
+        if self._close_task is None:
+            self._closing = True
+            self.close_reason = reason
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        reason = self.close_reason
         log.info("session %s (%s) closing: %s", self.id[:8], self.pipeline, reason)
-        current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
+            task.cancel()
         for t in self.video_tracks + self.audio_tracks:
             t.stop()
         peers = [p for p in [self.ingest, *self.viewers.values()] if p is not None]
