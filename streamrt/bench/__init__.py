@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from streamrt.bench.suite import Row, Suite, write_rows
 from streamrt.bench.timing import measure_interleaved, set_threads
@@ -72,8 +73,16 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.repeats < 1:
         raise StreamrtError(f"--repeats must be at least 1; got {args.repeats}")
-    write_rows(suite.run(args), sys.stdout, as_json=args.json)
+    write_rows(_with_load(suite.run(args)), sys.stdout, as_json=args.json)
     return 0
+
+
+def _with_load(rows: Iterator[Row]) -> Iterator[Row]:
+    """Append the 1-minute load average when each row is done: a number measured on a machine with more runnable
+    threads than cores is not comparable with one measured on a quiet machine (ratios still are)."""
+    for row in rows:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        yield {**row, "load_avg": load, "cpus": os.cpu_count()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
