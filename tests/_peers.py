@@ -270,3 +270,61 @@ async def wait_until(predicate: Any, within: float, interval: float = 0.05) -> f
             raise TimeoutError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
     return time.monotonic() - start
+
+
+class WhepViewer:
+    """An aiortc WHEP player: POSTs a recvonly offer, reads the barcode clock stamped by ``_whip_push``."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        allow_loopback_candidates()
+        self.url = url
+        self.token = token
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.location: str | None = None
+        self.frames = 0
+        self.latencies_ms: list[float] = []
+        self.got = asyncio.Event()
+        self.target = 1
+        self._task: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            self._task = asyncio.ensure_future(self._consume(track))
+
+    async def start(self) -> aiohttp.ClientResponse:
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        headers = {"Content-Type": "application/sdp"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(self.url, data=self.pc.localDescription.sdp, headers=headers) as resp:
+                answer = await resp.text()
+                if resp.status == 201:
+                    self.location = resp.headers["Location"]
+                    await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+                return resp
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now_ms = int(time.time() * 1000) % (1 << BITS)
+                sent_ms = read_stamp(frame.to_ndarray(format="rgb24"))
+                self.latencies_ms.append(float((now_ms - sent_ms) % (1 << BITS)))
+                self.frames += 1
+                if self.frames >= self.target:
+                    self.got.set()
+
+    async def wait_frames(self, count: int, within: float) -> int:
+        self.target = count
+        if self.frames < count:
+            self.got.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.got.wait(), within)
+        return self.frames
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.pc.close()

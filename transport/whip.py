@@ -21,11 +21,13 @@ and 503 as on the JSON API. Error bodies are plain text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from streamrt import registry
 from streamrt.generator import MediaKind
 from transport.live import media_kinds
 
@@ -101,14 +103,17 @@ class _Handlers:
         server.check_pipeline(pipeline)
         if stream in server.streams:
             raise HTTPError(409, f"stream {stream!r} is already being ingested; DELETE its session first")
+        # Ingest without media the generator takes is pointless, even for generators whose input is optional; the
+        # class is imported off the loop (a pipeline module may import torch) and checked before weights load.
+        spec = (await asyncio.to_thread(registry.get, pipeline)).spec
+        wanted = {k.value for k in spec.inputs}
+        if not wanted & set(media_kinds(offer)):
+            raise HTTPError(
+                406,
+                f"pipeline {pipeline!r} takes {'/'.join(sorted(wanted)) or 'no'} media; the offer has none",
+            )
         server.check_capacity()
         live = await server.open_session(pipeline, _query_params(request))
-        wanted = {k.value for k in live.spec.inputs}
-        if not wanted & set(media_kinds(offer)) and not live.spec.input_optional:
-            await live.close("no usable media")
-            raise HTTPError(
-                406, f"pipeline {pipeline!r} takes {'/'.join(sorted(wanted))}; the offer has none"
-            )
         peer = server.new_peer("whip")
         try:
             answer = await live.attach_ingest(peer, offer, send_back=False)
