@@ -49,8 +49,19 @@ def _register_train(subparsers: Any) -> None:
     register(subparsers)
 
 
+def _register_bench(subparsers: Any) -> None:
+    from streamrt.bench import register
+
+    register(subparsers)
+
+
 # Subcommands in the order `streamrt --help` lists them.
-_REGISTRARS: list[Callable[[Any], None]] = [_register_render, _register_pipelines, _register_train]
+_REGISTRARS: list[Callable[[Any], None]] = [
+    _register_render,
+    _register_pipelines,
+    _register_train,
+    _register_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

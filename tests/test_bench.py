@@ -13,8 +13,9 @@ import math
 import pytest
 import torch
 
-from streamrt.bench import SUITES, get_suite, main, register
+from streamrt.bench import SUITES, get_suite, register
 from streamrt.bench.timing import measure_interleaved
+from streamrt.cli import main as cli_main
 from tests.tiny_sd import make_tiny_sd
 
 # The table: the fields each suite must print (suites add extras after them).
@@ -41,6 +42,10 @@ def _keep_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["bench", *argv])
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
@@ -84,7 +89,7 @@ def test_rcfg(capsys, tiny_model):
 
 
 def test_rcfg_needs_active_guidance(capsys, tiny_model):
-    assert main(["rcfg", "--model", tiny_model, "--guidance-scale", "1.0", *FAST, *SMALL]) == 1
+    assert main(["rcfg", "--model", tiny_model, "--guidance-scale", "1.0", *FAST, *SMALL]) == 2
     assert "guidance-scale" in capsys.readouterr().err
 
 
@@ -123,9 +128,9 @@ def test_table_output(capsys):
 
 
 def test_missing_model_is_one_line_error(capsys, tmp_path):
-    assert main(["streamdiffusion", "--model", str(tmp_path / "nope"), *FAST]) == 1
+    assert main(["streamdiffusion", "--model", str(tmp_path / "nope"), *FAST]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and len(err.splitlines()) == 1 and "nope" in err
+    assert err.startswith("streamrt: error:") and len(err.splitlines()) == 1 and "nope" in err
 
 
 def test_register_adds_bench_to_a_cli():
@@ -139,7 +144,7 @@ def test_register_adds_bench_to_a_cli():
         True,
         1,
     )
-    assert callable(args.func)
+    assert callable(args.handler)
 
 
 def test_measure_interleaved_alternates_and_takes_the_median():

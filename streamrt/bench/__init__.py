@@ -12,7 +12,7 @@ Suites (``SUITES``), one module each:
 - ``overhead``: the runtime's own cost per frame (passthrough generator, session, conversions) at 512x512;
 - ``streamdiffusion``: end-to-end img2img fps with the split between denoising and the VAE.
 
-The CLI dispatcher calls ``register(subparsers)``; ``python -m streamrt.bench`` runs the same parser standalone.
+``streamrt.cli`` calls ``register(subparsers)``; ``python -m streamrt.bench SUITE ...`` is ``streamrt bench SUITE ...``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from streamrt.bench.suite import Row, Suite, write_rows
+from streamrt.bench.suite import Row, Suite, format_rows
 from streamrt.bench.timing import measure_interleaved, set_threads
 from streamrt.errors import StreamrtError
 
@@ -45,36 +44,35 @@ def get_suite(name: str) -> Suite:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``bench`` subcommand (one sub-subcommand per suite) to a CLI's subparsers.
+    """Add the ``bench`` subcommand (one sub-subcommand per suite) to the ``streamrt`` command line.
 
-    The parsed namespace carries ``func`` (returns the exit code), as the other subcommands do.
+    As every subcommand of ``streamrt.cli``, it sets ``handler``: a function of the parsed arguments returning the
+    lines to print, here lazily, so that each JSON line appears as soon as its row is measured.
     """
     parser = subparsers.add_parser(
         "bench",
         help="run a benchmark suite (JSON lines with --json)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description="Run a benchmark suite on the CPU. Each comparison is measured side by side in one run, "
+        "interleaved, and reported as medians and a ratio (the machine is shared and noisy).",
     )
-    _add_suites(parser)
-    return parser
-
-
-def _add_suites(parser: argparse.ArgumentParser) -> None:
     suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
     for name in SUITES:
         suite = get_suite(name)
         sub = suites.add_parser(name, help=suite.help, description=suite.help)
         suite.add_arguments(sub)
-        sub.set_defaults(func=run)
+        sub.set_defaults(handler=handle)
+    return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the suite named in ``args`` and write its rows to stdout. Errors propagate as ``StreamrtError``."""
+def handle(args: argparse.Namespace) -> Iterator[str]:
+    """Run the suite named in ``args``; yields its output lines. Errors propagate as ``StreamrtError``."""
     suite = get_suite(args.suite)
-    set_threads(args.threads)
     if args.repeats < 1:
         raise StreamrtError(f"--repeats must be at least 1; got {args.repeats}")
-    write_rows(_with_load(suite.run(args)), sys.stdout, as_json=args.json)
-    return 0
+    if args.threads < 1:
+        raise StreamrtError(f"--threads must be at least 1; got {args.threads}")
+    set_threads(args.threads)
+    return format_rows(_with_load(suite.run(args)), as_json=args.json)
 
 
 def _with_load(rows: Iterator[Row]) -> Iterator[Row]:
@@ -85,16 +83,4 @@ def _with_load(rows: Iterator[Row]) -> Iterator[Row]:
         yield {**row, "load_avg": load, "cpus": os.cpu_count()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m streamrt.bench SUITE ...``)."""
-    parser = argparse.ArgumentParser(prog="streamrt bench", description=__doc__.split("\n\n")[1])
-    _add_suites(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except StreamrtError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # the CLI's job: one line, no traceback
-        return 1
-
-
-__all__ = ["SUITES", "Row", "Suite", "get_suite", "main", "measure_interleaved", "register", "run"]
+__all__ = ["SUITES", "Row", "Suite", "format_rows", "get_suite", "handle", "measure_interleaved", "register"]

@@ -1,5 +1,7 @@
+"""``python -m streamrt.bench SUITE ...``: the same as ``streamrt bench SUITE ...``."""
+
 import sys
 
-from streamrt.bench import main
+from streamrt.cli import main
 
-sys.exit(main())
+sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""What a benchmark suite is, the options every suite shares, and the bench's one output function."""
+"""What a benchmark suite is, the options every suite shares, and the bench's output format."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 Row = dict[str, Any]
 
@@ -58,12 +58,14 @@ def rounded(value: Any) -> Any:
     return value
 
 
-def write_rows(rows: Iterable[Row], out: TextIO, *, as_json: bool) -> None:
-    """The bench's output: JSON lines as each row is measured, or one aligned table at the end."""
+def format_rows(rows: Iterable[Row], *, as_json: bool) -> Iterator[str]:
+    """The bench's output lines: one JSON object per row as soon as it is measured, or an aligned table at the end.
+
+    The caller prints them (``streamrt.cli`` prints every line a handler yields, flushing each).
+    """
     if as_json:
         for row in rows:
-            out.write(json.dumps({k: rounded(v) for k, v in row.items()}) + "\n")
-            out.flush()  # a long suite shows each line as soon as it is measured
+            yield json.dumps({k: rounded(v) for k, v in row.items()})
         return
     table = [{k: rounded(v) for k, v in row.items()} for row in rows]
     if not table:
@@ -73,10 +75,9 @@ def write_rows(rows: Iterable[Row], out: TextIO, *, as_json: bool) -> None:
         columns += [k for k in row if k not in columns]
     cells = [[_cell(row.get(c, "")) for c in columns] for row in table]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    yield "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
     for r in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
-    out.flush()
+        yield "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
 
 
 def _cell(value: Any) -> str:
