@@ -80,9 +80,13 @@ class AudioInput:
 
 
 def audio_to_av(frame: AudioFrame, pts: int) -> av.AudioFrame:
-    data = frame.data.detach().to(torch.float32).clamp(-1, 1).contiguous().numpy()
+    """Interleaved s16, the only sample format aiortc's Opus encoder accepts (it resamples the rate itself)."""
+    data = frame.data.detach().to(torch.float32).clamp(-1, 1)[:2]
     layout = "mono" if data.shape[0] == 1 else "stereo"
-    out = av.AudioFrame.from_ndarray(data[:2], format="fltp", layout=layout)
+    pcm = (
+        (data.T.reshape(1, -1) * 32767.0).round().to(torch.int16).contiguous().numpy()
+    )  # (1, samples * channels)
+    out = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
     out.sample_rate = frame.sample_rate
     out.pts = pts
     out.time_base = Fraction(1, frame.sample_rate)
