@@ -55,12 +55,19 @@ def _register_bench(subparsers: Any) -> None:
     register(subparsers)
 
 
+def _register_serve(subparsers: Any) -> None:
+    from transport.server import register
+
+    register(subparsers)
+
+
 # Subcommands in the order `streamrt --help` lists them.
 _REGISTRARS: list[Callable[[Any], None]] = [
     _register_render,
     _register_pipelines,
     _register_train,
     _register_bench,
+    _register_serve,
 ]
 
 
