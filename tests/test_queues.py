@@ -450,3 +450,34 @@ def test_lossy_aput_never_waits(policy):
     assert drain(q) == [49]
     s = q.stats()
     assert s.drops == 49 and s.waits == 0
+
+
+def test_waits_count_waiting_puts_alike_for_threads_and_coroutines():
+    # Two producers wait on a full lossless queue; two gets let them through one at a time: two waits, whether the
+    # producers are threads or coroutines (a wake-up that finds the queue full again is not a new wait).
+    q_threads = FrameQueue(1, QueuePolicy.LOSSLESS)
+    q_threads.put("x")
+    producers = [start_thread(q_threads.put, i) for i in range(2)]
+    time.sleep(0.1)
+    q_threads.get(timeout=2)
+    time.sleep(0.1)
+    q_threads.get(timeout=2)
+    for t in producers:
+        t.join(2)
+    assert q_threads.stats().waits == 2
+
+    q_async = FrameQueue(1, QueuePolicy.LOSSLESS)
+    q_async.put("x")
+
+    async def main():
+        tasks = [asyncio.create_task(q_async.aput(i)) for i in range(2)]
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(q_async.get, 2)
+        await asyncio.sleep(0.1)
+        assert sum(t.done() for t in tasks) == 1
+        await asyncio.to_thread(q_async.get, 2)
+        await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+    asyncio.run(main())
+    assert len(q_async) == 1
+    assert q_async.stats().waits == 2
