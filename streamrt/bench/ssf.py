@@ -16,6 +16,7 @@ import torch
 
 from streamrt.bench.clips import panning_clip, static_clip
 from streamrt.bench.suite import Row, Suite
+from streamrt.errors import ParamError
 from streamrt.frames import VideoFrame
 from streamrt.passthrough import PassthroughGenerator
 from streamrt.similarity import SimilarityFilter, SimilarityFilteredGenerator
@@ -64,6 +65,8 @@ def _signed(x: torch.Tensor) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> Iterator[Row]:
+    if args.frames < 2:
+        raise ParamError(f"--frames must be at least 2; got {args.frames}")
     static_frames = static_clip(args.frames, args.height, args.width, noise_std=args.noise, seed=args.seed)
     moving_frames = panning_clip(
         args.frames, args.height, args.width, speed=args.pan_speed, noise_std=args.noise, seed=args.seed
