@@ -16,7 +16,8 @@ import torch
 from pipelines.streamdiffusion.components import SDComponents, load_components
 from pipelines.streamdiffusion.pipeline import StreamDiffusion
 from streamrt.bench.clips import panning_clip
-from streamrt.schedules import strength_to_t_index
+from streamrt.errors import ParamError
+from streamrt.schedules import LCM_STEPS, strength_to_t_index
 from streamrt.window import Slot
 
 # The generator's default denoising strength: with 2 steps it gives t_index_list [32, 41] (reference: [32, 45]).
@@ -36,6 +37,15 @@ def add_denoise_arguments(parser: argparse.ArgumentParser, *, steps: list[int]) 
     parser.add_argument("--width", type=int, default=256, help="image width (default 256)")
     parser.add_argument("--height", type=int, default=256, help="image height (default 256)")
     parser.add_argument("--guidance-scale", type=float, default=1.2, help="guidance scale (default 1.2)")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Bad options as one-line errors, before any weights load."""
+    for steps in args.steps:
+        if not 1 <= steps <= LCM_STEPS:
+            raise ParamError(f"--steps must be in [1, {LCM_STEPS}]; got {steps}")
+    if args.width < 8 or args.height < 8 or args.width % 8 or args.height % 8:
+        raise ParamError(f"--width and --height must be multiples of 8; got {args.width}x{args.height}")
 
 
 def model_label(model: str | None) -> str:

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
     if args.guidance_scale <= 1.0:
         # Every mode falls back to no guidance at scale <= 1: the comparison would measure nothing.
         raise ParamError(f"--guidance-scale must be above 1 for guidance to act; got {args.guidance_scale}")
+    denoising.check_args(args)
     components = denoising.load(args.model)
     size = (args.height, args.width)
     for steps in args.steps:

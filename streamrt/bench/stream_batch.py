@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Iterator[Row]:
+    denoising.check_args(args)
     components = denoising.load(args.model)
     size = (args.height, args.width)
     for steps in args.steps:
