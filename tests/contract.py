@@ -203,15 +203,18 @@ FACTORIES: dict[str, Callable[[], list[Case]]] = {
 }
 
 
-def _missing_factory(name: str) -> Callable[[Workspace], Generator]:
+def _failing(message: str) -> Callable[[Workspace], Generator]:
     def build(ws: Workspace) -> Generator:
-        pytest.fail(
-            f"generator {name!r} is registered but has no contract fixture factory: add an entry for it to "
-            "FACTORIES in tests/contract.py (how to build it fast, with tiny weights and small inputs)",
-            pytrace=False,
-        )
+        pytest.fail(message, pytrace=False)
 
     return build
+
+
+def _missing_factory(name: str) -> Callable[[Workspace], Generator]:
+    return _failing(
+        f"generator {name!r} is registered but has no contract fixture factory: add an entry for it to "
+        "FACTORIES in tests/contract.py (how to build it fast, with tiny weights and small inputs)"
+    )
 
 
 def cases() -> list[Case]:
@@ -221,8 +224,17 @@ def cases() -> list[Case]:
         if name not in FACTORIES:
             out.append(Case(f"{name}-NO-FACTORY", name, _missing_factory(name), MediaKind.VIDEO))
             continue
+        try:
+            spec = registry.get(name).spec
+        except (
+            Exception
+        ) as exc:  # a broken registration fails its checks, not the collection of everyone else's
+            out.append(
+                Case(f"{name}-BROKEN", name, _failing(f"cannot load generator {name!r}: {exc!r}"), None)
+            )
+            continue
         for case in FACTORIES[name]():
-            case.spec = registry.get(name).spec
+            case.spec = spec
             out.append(case)
     return out
 

@@ -75,6 +75,15 @@ def test_opened_streamdiffusion_is_wrapped(workspace):
     )
 
 
+def test_broken_registration_fails_loudly(monkeypatch, workspace):
+    monkeypatch.setitem(registry._BUILTIN, "broken", "no_such_module_xyz:Gen")
+    monkeypatch.setitem(contract.FACTORIES, "broken", contract.passthrough_cases)
+    found = [c for c in cases() if c.generator == "broken"]
+    assert len(found) == 1
+    with pytest.raises(pytest.fail.Exception, match="cannot load generator 'broken'.*no_such_module_xyz"):
+        found[0].build(workspace)
+
+
 def test_new_generator_without_factory_fails_loudly(monkeypatch, workspace):
     monkeypatch.setitem(registry._BUILTIN, "brand-new", "streamrt.passthrough:PassthroughGenerator")
     found = [c for c in cases() if c.generator == "brand-new"]
