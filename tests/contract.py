@@ -153,6 +153,7 @@ def streamdiffusion_cases() -> list[Case]:
             _streamdiffusion({}),
             MediaKind.VIDEO,
             out_size=(32, 32),
+            long_frames=300,  # the main case gets the full-length stream; the variants a shorter one
         ),
         # a deeper window with two frames per Stream Batch slot
         Case(
@@ -226,9 +227,8 @@ def cases() -> list[Case]:
             continue
         try:
             spec = registry.get(name).spec
-        except (
-            Exception
-        ) as exc:  # a broken registration fails its checks, not the collection of everyone else's
+        except Exception as exc:
+            # a broken registration fails its own checks, not the collection of everyone else's
             out.append(
                 Case(f"{name}-BROKEN", name, _failing(f"cannot load generator {name!r}: {exc!r}"), None)
             )
