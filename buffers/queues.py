@@ -157,6 +157,7 @@ class FrameQueue(Generic[T]):
 
     async def aput(self, item: T) -> None:
         """Coroutine put: waits on the event loop (not a thread) while a LOSSLESS queue is full."""
+        counted = False  # one wait per call, however often a woken coroutine loses the race for the slot
         while True:
             with self._lock:
                 if self._closed:
@@ -164,7 +165,9 @@ class FrameQueue(Generic[T]):
                 if self.policy is not QueuePolicy.LOSSLESS or len(self._items) < self.maxsize:
                     self._append(item)
                     return
-                self._waits += 1
+                if not counted:
+                    self._waits += 1
+                    counted = True
                 fut = self._register(self._async_putters)
             start = time.perf_counter()
             await fut

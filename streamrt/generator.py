@@ -145,7 +145,8 @@ class Generator(abc.ABC):
         return self.generate(pts, time_base)
 
     def flush(self) -> list[DataFrame]:
-        """End of stream: return everything still in flight."""
+        """Return everything still in flight (end of stream). The stream may go on afterwards: a later ``push``
+        continues it with the same state and parameters (the similarity filter relies on this)."""
         self._require_prepared()
         return []
 

@@ -8,6 +8,7 @@ JSON schema that drives the web page's controls.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,8 @@ class Param:
     def _check_range(self, value: Any) -> None:
         values = value if isinstance(value, list) else [value]
         for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ParamError(f"parameter {self.name!r} must be a finite number; got {v!r}")
             if self.choices is not None and v not in self.choices:
                 raise ParamError(
                     f"parameter {self.name!r} must be one of {', '.join(map(str, self.choices))}; got {v!r}"

@@ -145,12 +145,20 @@ class SimilarityFilteredGenerator(Generator):
             ref = self._last_processed_pts
             if ref in self._emitted and self._last_output is not None:
                 return [self._repeat(self._last_output, frame)]
+            # The output to repeat is still inside the generator (Stream Batch lags N-1 frames). Waiting for the
+            # next processed frame would hold this one for up to max_skip frames, so finish the frames in flight
+            # now: the same passes they need anyway, and latency stays within the generator's own.
             self._pending.setdefault(ref, []).append(frame)
-            return []
+            return self._release(self.inner.flush())
         if isinstance(frame, VideoFrame) and self._last_processed_pts is None:
             self.ssf.should_skip(frame.data)  # the first frame is always processed and becomes the reference
         self._last_processed_pts = frame.pts
         return self._release(self.inner.push(frame))
+
+    @property
+    def latency_frames(self) -> int:
+        """The wrapped generator's latency: skipped frames never wait longer than processed ones."""
+        return int(getattr(self.inner, "latency_frames", self.inner.spec.latency))
 
     def generate(self, pts: int, time_base: Fraction) -> list[DataFrame]:
         return self._release(self.inner.pull(pts, time_base))

@@ -162,10 +162,11 @@ def test_unet_rows_per_mode(engine: StreamDiffusion) -> None:
         del engine.unet.forward
 
 
-def test_folder_written_with_save_pretrained_loads_with_kl_vae(tmp_path: Path) -> None:
-    folder = make_tiny_sd(tmp_path / "kl", vae="kl")
+@pytest.mark.parametrize(("vae", "cls"), [("kl", "AutoencoderKL"), ("tiny", "AutoencoderTiny")])
+def test_folder_written_with_save_pretrained_loads(tmp_path: Path, vae: str, cls: str) -> None:
+    folder = make_tiny_sd(tmp_path / vae, vae=vae)
     components = load_components(folder)
-    assert type(components.vae).__name__ == "AutoencoderKL"
+    assert type(components.vae).__name__ == cls
     engine = StreamDiffusion(components)
     engine.configure(t_index_list=[32, 45], size=(64, 64), prompt="x")
     images = torch.rand(1, 3, 64, 64)

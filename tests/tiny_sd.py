@@ -44,8 +44,12 @@ def write_tokenizer(folder: Path) -> None:
     tok.save_pretrained(str(folder))
 
 
-def make_tiny_sd(folder: Path, *, seed: int = 0, vae: str = "tiny") -> Path:
-    """Write a random tiny SD model (UNet, VAE, CLIP text encoder, tokenizer, LCM scheduler) to ``folder``."""
+def make_tiny_sd(folder: Path, *, seed: int = 0, vae: str = "kl") -> Path:
+    """Write a random tiny SD model (UNet, VAE, CLIP text encoder, tokenizer, LCM scheduler) to ``folder``.
+
+    The default VAE is a tiny AutoencoderKL: a random 4-channel AutoencoderTiny decodes every latent to nearly the
+    same picture, which would let output comparisons pass vacuously. ``vae="tiny"`` exercises the TAESD path.
+    """
     from diffusers import AutoencoderKL, AutoencoderTiny, LCMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
