@@ -313,7 +313,7 @@ def train(
     batch_size: int,
     seed: int,
     image_size: int = 256,
-    num_images: int = 3000,
+    num_images: int = 2000,
     vae_batch_size: int = 16,
     vae_crop: int = 128,
     vae_lr: float = 2e-3,
@@ -397,10 +397,10 @@ def train(
 # --------------------------------------------------------------------------------------------------------------- CLI
 # The defaults are the recipe of the committed assets/streamdiffusion-tiny weights.
 DEFAULTS: dict[str, Any] = {
-    "vae_steps": 600,
-    "unet_steps": 1000,
-    "batch_size": 32,
-    "num_images": 3000,
+    "vae_steps": 400,
+    "unet_steps": 700,
+    "batch_size": 24,
+    "num_images": 2000,
     "seed": 0,
 }
 QUICK: dict[str, Any] = {"vae_steps": 3, "unet_steps": 3, "batch_size": 4, "num_images": 8}
