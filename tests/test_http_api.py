@@ -174,3 +174,48 @@ def test_patch_updates_a_streamdiffusion_session(tmp_path) -> None:
             await client.close()
 
     run(scenario())
+
+
+def test_streamrt_serve_command_starts_and_stops_on_sigterm() -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a free port; the tiny race with another process taking it is acceptable here
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = subprocess.run(
+        [sys.executable, "-m", "streamrt", "serve", "--pipeline", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("streamrt: error: unknown pipeline 'nope'")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamrt", "serve", "--port", str(port), "--pipeline", "passthrough"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+
+        async def healthy() -> dict:
+            deadline = time.monotonic() + 90
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                            return await r.json()
+                    except aiohttp.ClientConnectionError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.2)
+
+        assert asyncio.run(healthy())["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import math
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -430,8 +431,15 @@ async def start_server(config: ServerConfig) -> tuple[StreamrtServer, web.AppRun
 
 async def _serve_forever(config: ServerConfig) -> None:
     _, runner, _ = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM (a service manager, `docker stop`) and SIGINT end the server cleanly: sessions are closed and their
+    # peers get a DTLS close instead of waiting for a timeout.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows event loops
+            loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
