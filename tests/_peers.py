@@ -83,6 +83,36 @@ class BarcodeTrack(MediaStreamTrack):
         return frame
 
 
+class ToneTrack(MediaStreamTrack):
+    """A microphone stand-in: a 440 Hz tone in 20 ms mono s16 frames at 48 kHz."""
+
+    kind = "audio"
+
+    def __init__(self, rate: int = 48_000) -> None:
+        super().__init__()
+        self.rate = rate
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.perf_counter()
+        n = self.rate // 50
+        await asyncio.sleep(max(0.0, self._start + self._samples / self.rate - time.perf_counter()))
+        t = (np.arange(n) + self._samples) / self.rate
+        pcm = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = (
+            self.rate,
+            self._samples,
+            fractions.Fraction(1, self.rate),
+        )
+        self._samples += n
+        return frame
+
+
 @dataclass
 class Received:
     frames: int = 0
@@ -105,6 +135,7 @@ class Client:
         send_video: bool = True,
         fps: float = 30.0,
         video_codecs: tuple[str, ...] = (),
+        send_audio: bool = False,
     ) -> None:
         allow_loopback_candidates()  # this process may have no interface but lo (see transport.ice)
         self.base = base
@@ -113,6 +144,9 @@ class Client:
         self.pc = RTCPeerConnection(rtc_configuration())
         self.source = BarcodeTrack(fps=fps) if send_video else None
         self.received = Received()
+        self.tone = ToneTrack() if send_audio else None
+        self.audio_frames = 0
+        self.audio_peak = 0.0
         self.session_id: str | None = None
         self.codec: str | None = None
         self.messages: list[dict[str, Any]] = []
@@ -129,6 +163,8 @@ class Client:
         def _on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
                 self._tasks.append(asyncio.ensure_future(self._consume(track)))
+            else:
+                self._tasks.append(asyncio.ensure_future(self._consume_audio(track)))
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -140,6 +176,8 @@ class Client:
             transceiver = self.pc.addTransceiver(self.source, direction="sendrecv")
         else:
             transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        if self.tone is not None:
+            self.pc.addTransceiver(self.tone, direction="sendrecv")
         if self.video_codecs:
             caps = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences([c for c in caps if c.mimeType in self.video_codecs])
@@ -180,6 +218,13 @@ class Client:
                         rec.latencies_ms.append((now - sent) * 1000)
                 if rec.frames >= rec.target:
                     rec.got.set()
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.audio_frames += 1
+                self.audio_peak = max(self.audio_peak, float(np.abs(frame.to_ndarray()).max()) / 32768)
 
     async def wait_frames(self, count: int, within: float) -> int:
         self.received.target = count

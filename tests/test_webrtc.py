@@ -182,3 +182,17 @@ def test_a_vanished_client_is_freed_within_5_seconds() -> None:
             assert freed < 5.0
 
     run(scenario())
+
+
+def test_audio_goes_through_passthrough_and_back() -> None:
+    async def scenario() -> None:
+        async with serving() as (server, base):
+            client = Client(base, send_audio=True)
+            await client.connect("passthrough")
+            assert await client.wait_frames(10, 30) >= 10
+            await wait_until(lambda: client.audio_frames >= 50 and client.audio_peak > 0.1, 30)
+            live = server.sessions[client.session_id]
+            assert live.audio_tracks, "the answer sends audio back when the generator produces audio"
+            await client.close()
+
+    run(scenario())
