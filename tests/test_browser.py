@@ -40,6 +40,19 @@ def artifact_dir() -> Path:
     return path
 
 
+def _has_non_loopback_interface() -> bool:
+    import ipaddress
+
+    import ifaddr  # aioice's dependency, so always there with aiortc
+
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            addr = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            if not ipaddress.ip_address(addr.split("%")[0]).is_loopback:
+                return True
+    return False
+
+
 def write_y4m(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 640, height: int = 480) -> Path:
     """A moving test pattern as a raw y4m clip: Chromium loops it as the webcam."""
     with av.open(str(path), "w", format="yuv4mpegpipe") as out:
@@ -64,6 +77,12 @@ def write_y4m(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 640,
 def test_demo_page_in_headless_chromium(tmp_path: Path) -> None:
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), (
         f"{CHROMIUM} is missing: apt-get install -y chromium (CI must install it; this test does not skip)"
+    )
+    # Chromium, unlike aiortc with transport.ice's loopback candidates, gathers no ICE candidate at all when lo is the
+    # only interface (checked in a bare network namespace; --force-webrtc-ip-handling-policy does not help), so the
+    # page could never connect: say so at once instead of timing out.
+    assert _has_non_loopback_interface(), (
+        "headless Chromium needs a network interface other than lo for WebRTC (it never offers loopback candidates)"
     )
     from playwright.async_api import async_playwright
 
