@@ -26,61 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from streamrt.frames import DataFrame
 from streamrt.generator import Generator, GeneratorSpec, MediaKind
 from transport.ice import allow_loopback_candidates, rtc_configuration
-
-BITS = 16
-BLOCK = 16  # pixels per bit, wide and tall enough to survive chroma subsampling and quantisation
-
-
-def stamp(img: np.ndarray, value: int) -> None:
-    """Draw ``value`` as BITS black/white blocks across the top-left of ``img`` (H, W, 3) uint8."""
-    for bit in range(BITS):
-        on = (value >> bit) & 1
-        img[0:BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if on else 0
-
-
-def read_stamp(img: np.ndarray) -> int:
-    value = 0
-    for bit in range(BITS):
-        block = img[2 : BLOCK - 2, bit * BLOCK + 2 : (bit + 1) * BLOCK - 2]
-        if block.mean() > 127:
-            value |= 1 << bit
-    return value
-
-
-class BarcodeTrack(MediaStreamTrack):
-    """A camera stand-in: moving picture with a frame counter barcode, paced at ``fps`` on a 90 kHz clock."""
-
-    kind = "video"
-
-    def __init__(self, width: int = 320, height: int = 240, fps: float = 30.0) -> None:
-        super().__init__()
-        self.width, self.height, self.fps = width, height, fps
-        self.sent: dict[int, float] = {}  # counter -> perf_counter when handed to the encoder
-        self._count = 0
-        self._start: float | None = None
-        yy, xx = np.mgrid[0:height, 0:width]
-        self._base = np.stack([(xx * 255 // width), (yy * 255 // height), np.full_like(xx, 96)], -1).astype(
-            np.uint8
-        )
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.perf_counter()
-        due = self._start + self._count / self.fps
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        img = self._base.copy()
-        x = (self._count * 4) % (self.width - 32)
-        img[self.height // 2 : self.height // 2 + 32, x : x + 32] = (255, 64, 64)
-        value = self._count % (1 << BITS)
-        stamp(img, value)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = round(self._count * 90_000 / self.fps)
-        frame.time_base = fractions.Fraction(1, 90_000)
-        self.sent[value] = time.perf_counter()
-        self._count += 1
-        return frame
+from transport.probe import BITS, BarcodeTrack, read_stamp, stamp  # noqa: F401 - re-exported for the tests
 
 
 class ToneTrack(MediaStreamTrack):

@@ -33,6 +33,7 @@ SUITES: dict[str, str] = {
     "ssf": "streamrt.bench.ssf",
     "overhead": "streamrt.bench.overhead",
     "streamdiffusion": "streamrt.bench.streamdiffusion",
+    "webrtc": "transport.bench_webrtc",
 }
 
 
