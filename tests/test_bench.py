@@ -61,7 +61,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:
 
 
 def test_registry_declares_the_issue_fields():
-    assert set(SUITES) == set(FIELDS)
+    assert set(FIELDS) <= set(SUITES)  # other suites (e.g. webrtc) register beside these
     for name, fields in FIELDS.items():
         assert list(get_suite(name).fields) == fields
 
