@@ -25,6 +25,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.reformatter import VideoReformatter
 
 from buffers.queues import FrameQueue, QueueClosed, QueuePolicy
 from streamrt.errors import StreamrtError
@@ -292,13 +293,14 @@ class LiveSession:
     # ------------------------------------------------------------------ pumps
     async def _pump_video(self, track: MediaStreamTrack) -> None:
         multiple = self.spec.size_multiple
+        reformatter = VideoReformatter()
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             # Stamped at arrival: latency metrics run from here to emit, on the same perf_counter clock.
-            out = video_from_av(frame, multiple)
+            out = video_from_av(frame, multiple, reformatter)
             out.metadata[CAPTURE_TIME] = time.perf_counter()
             try:
                 self.session.submit(out)  # newest-only: never waits
