@@ -204,7 +204,8 @@ class StreamrtServer:
             raise HTTPError(500, str(exc)) from exc
         except StreamrtError as exc:  # ParamError, InputError: the request asked for something invalid
             raise HTTPError(400, str(exc)) from exc
-        except Exception as exc:  # a broken plug-in or missing weights: this request fails, the server stays up
+        except Exception as exc:
+            # A broken plug-in or missing weights: this request fails, the server stays up.
             log.exception("cannot open pipeline %s", pipeline)
             raise HTTPError(500, f"cannot open pipeline {pipeline!r}: {exc}") from exc
         finally:
