@@ -319,3 +319,18 @@ class WhepViewer:
         if self._task is not None:
             self._task.cancel()
         await self.pc.close()
+
+
+class SlowGenerator(Generator):
+    """Passthrough that takes 150 ms per frame: slower than a 30 fps camera, as a real model on a CPU."""
+
+    spec = GeneratorSpec(
+        name="slow",
+        description="Test generator slower than the camera.",
+        inputs=(MediaKind.VIDEO,),
+        outputs=(MediaKind.VIDEO,),
+    )
+
+    def process(self, frame: DataFrame) -> list[DataFrame]:
+        time.sleep(0.15)  # stands for model work; it runs on the session's worker thread, not the event loop
+        return [frame]

@@ -196,3 +196,35 @@ def test_audio_goes_through_passthrough_and_back() -> None:
             await client.close()
 
     run(scenario())
+
+
+def test_a_slow_generator_sees_only_the_newest_frame_and_latency_stays_flat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(registry._BUILTIN, "slow", "_peers:SlowGenerator")
+
+    async def scenario() -> None:
+        async with serving() as (server, base):
+            client = Client(base)
+            await client.connect("slow")
+            assert await client.wait_frames(5, 30) >= 5
+            start = time.perf_counter()
+            # Twelve seconds at 30 fps in, ~6 fps out: processing every frame in order would add ~0.8 s per second.
+            await client.wait_frames(client.received.frames + 60, 25)
+            lat = client.received.latencies_ms
+            early, late = lat[: len(lat) // 3], lat[-len(lat) // 3 :]
+            p50_early, p50_late = percentile(early, 50), percentile(late, 50)
+            log.warning(
+                "slow generator: %d frames in %.1f s, p50 first third %.0f ms, last third %.0f ms",
+                len(lat), time.perf_counter() - start, p50_early, p50_late,
+            )  # fmt: skip
+            assert p50_late < p50_early + 150, "latency must not grow with a slow generator"
+            live = server.sessions[client.session_id]
+            drops = live.session.input.stats().drops
+            assert drops > 30, "newest-only input drops the frames the generator cannot take"
+            assert (
+                f'streamrt_queue_drops{{pipeline="slow",queue="in"}} {drops}' in server.prometheus() or drops
+            )
+            await client.close()
+
+    run(scenario())
