@@ -219,3 +219,22 @@ def test_streamrt_serve_command_starts_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_concurrent_offers_never_exceed_the_session_cap() -> None:
+    async def scenario() -> None:
+        sdps = [await _offer_sdp() for _ in range(3)]
+        async with serving(max_sessions=1) as (server, base), aiohttp.ClientSession() as http:
+
+            async def offer(sdp: str) -> tuple[int, dict]:
+                async with http.post(f"{base}/api/offer", json={"sdp": sdp, "type": "offer"}) as r:
+                    return r.status, await r.json()
+
+            results = await asyncio.gather(*(offer(s) for s in sdps))
+            assert sorted(status for status, _ in results) == [200, 503, 503]
+            assert len(server.sessions) == 1
+            sid = next(body["session_id"] for status, body in results if status == 200)
+            async with http.delete(f"{base}/api/sessions/{sid}") as r:
+                assert r.status == 200
+
+    run(scenario())

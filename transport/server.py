@@ -31,6 +31,7 @@ import math
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -164,6 +165,17 @@ class StreamrtServer:
                 {"Retry-After": "5"},
             )
 
+    @contextlib.contextmanager
+    def reserve(self) -> Iterator[None]:
+        """Hold a session slot from the capacity check until the session is registered (or the request fails):
+        loading weights and negotiating both await, and concurrent offers must not overshoot the cap meanwhile."""
+        self.check_capacity()
+        self._reserved += 1
+        try:
+            yield
+        finally:
+            self._reserved -= 1
+
     def check_pipeline(self, name: str) -> None:
         if name not in registry.available():
             raise HTTPError(404, f"unknown pipeline {name!r}; available: {', '.join(registry.available())}")
@@ -189,13 +201,12 @@ class StreamrtServer:
         )
 
     async def open_session(self, pipeline: str, params: Any) -> LiveSession:
-        """Load and prepare the generator on a worker thread; the caller has checked the pipeline and capacity."""
+        """Load and prepare the generator on a worker thread; the caller holds a slot (``reserve``)."""
         if params is None:
             params = {}
         if not isinstance(params, dict):
             raise HTTPError(400, "params must be a JSON object")
         merged = {**self.config.default_params, **params} if pipeline == self.config.pipeline else params
-        self._reserved += 1
         try:
             gen = await asyncio.to_thread(self._open_generator, pipeline, merged)
         except UnknownPipelineError as exc:
@@ -208,8 +219,6 @@ class StreamrtServer:
             # A broken plug-in or missing weights: this request fails, the server stays up.
             log.exception("cannot open pipeline %s", pipeline)
             raise HTTPError(500, f"cannot open pipeline {pipeline!r}: {exc}") from exc
-        finally:
-            self._reserved -= 1
         return LiveSession(pipeline, gen, fps=self.config.fps, on_closed=self._session_closed)
 
     def _open_generator(self, pipeline: str, params: dict[str, Any]) -> Generator:
@@ -283,15 +292,15 @@ class StreamrtServer:
         if not isinstance(pipeline, str):
             raise HTTPError(400, "pipeline must be a string")
         self.check_pipeline(pipeline)
-        self.check_capacity()
-        live = await self.open_session(pipeline, body.get("params"))
-        peer = self.new_peer("offer")
-        try:
-            answer = await live.attach_ingest(peer, sdp, send_back=True)
-        except Exception as exc:  # aiortc rejects SDP it cannot use with ValueError/OperationError/...
-            await live.close("negotiation failed")
-            raise HTTPError(400, f"cannot use this offer: {exc}") from exc
-        self.register(live)
+        with self.reserve():
+            live = await self.open_session(pipeline, body.get("params"))
+            peer = self.new_peer("offer")
+            try:
+                answer = await live.attach_ingest(peer, sdp, send_back=True)
+            except Exception as exc:  # aiortc rejects SDP it cannot use with ValueError/OperationError/...
+                await live.close("negotiation failed")
+                raise HTTPError(400, f"cannot use this offer: {exc}") from exc
+            self.register(live)
         live.start()
         return web.json_response({"sdp": answer, "type": "answer", "session_id": live.id})
 

@@ -112,19 +112,19 @@ class _Handlers:
                 406,
                 f"pipeline {pipeline!r} takes {'/'.join(sorted(wanted)) or 'no'} media; the offer has none",
             )
-        server.check_capacity()
-        live = await server.open_session(pipeline, _query_params(request))
-        peer = server.new_peer("whip")
-        try:
-            answer = await live.attach_ingest(peer, offer, send_back=False)
-        except Exception as exc:
-            await live.close("negotiation failed")
-            raise HTTPError(400, f"cannot use this offer: {exc}") from exc
-        if stream in server.streams:  # another ingest won the race while the weights loaded
-            await live.close("stream taken")
-            raise HTTPError(409, f"stream {stream!r} is already being ingested")
-        server.register(live)
-        server.streams[stream] = live
+        with server.reserve():
+            live = await server.open_session(pipeline, _query_params(request))
+            peer = server.new_peer("whip")
+            try:
+                answer = await live.attach_ingest(peer, offer, send_back=False)
+            except Exception as exc:
+                await live.close("negotiation failed")
+                raise HTTPError(400, f"cannot use this offer: {exc}") from exc
+            if stream in server.streams:  # another ingest won the race while the weights loaded
+                await live.close("stream taken")
+                raise HTTPError(409, f"stream {stream!r} is already being ingested")
+            server.register(live)
+            server.streams[stream] = live
         live.start()
         location = f"/whip/{stream}/{live.id}"
         return web.Response(
