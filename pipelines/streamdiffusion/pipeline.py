@@ -126,7 +126,7 @@ class StreamDiffusion:
     @torch.inference_mode()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> latents (B, C, h, w), scaled by the VAE's scaling factor."""
-        x = images.to(self.device, self.dtype).mul(2).sub(1)
+        x = images.to(self.device, self.dtype).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
         vae = self.c.vae
         if self.c.vae_is_tiny:
             latents = vae.encode(x).latents
@@ -138,7 +138,8 @@ class StreamDiffusion:
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """latents -> (B, 3, H, W) in [0, 1]."""
         vae = self.c.vae
-        images = vae.decode(latents / vae.config.scaling_factor).sample
+        latents = (latents / vae.config.scaling_factor).contiguous(memory_format=torch.channels_last)
+        images = vae.decode(latents).sample
         return images.float().add(1).div(2).clamp(0, 1)
 
     # ------------------------------------------------------------------ the denoiser of one window pass
@@ -148,9 +149,8 @@ class StreamDiffusion:
         g = self.guidance
         model_in = g.model_batch(batch)
         embeds = g.embeddings(model_in, self.cond.current(), self.uncond)
-        out = self.unet(
-            model_in.latents, model_in.timesteps, encoder_hidden_states=embeds, return_dict=False
-        )[0]
+        latents = model_in.latents.contiguous(memory_format=torch.channels_last)
+        out = self.unet(latents, model_in.timesteps, encoder_hidden_states=embeds, return_dict=False)[0]
         out = self._to_epsilon(out, model_in.latents, model_in.timesteps)
         eps = g.combine(out, batch)
         x0 = self.schedule.denoise(batch.latents, eps, batch.levels)
@@ -265,10 +265,10 @@ class StreamDiffusionGenerator(Generator):
     ) -> StreamDiffusionGenerator:
         torch_dtype = _dtype(dtype, device)
         components = load_components(model, device=device, dtype=torch_dtype, lcm_lora=checkpoint)
-        if device.startswith("cuda"):
-            # Channels-last convolutions are the fast layout for fp16 tensor cores.
-            components.unet.to(memory_format=torch.channels_last)
-            components.vae.to(memory_format=torch.channels_last)
+        # Channels-last is the fast layout both for fp16 tensor cores and for oneDNN's CPU convolutions and group
+        # norms (on 2 CPU cores it roughly halved UNet and VAE time for the default model).
+        components.unet.to(memory_format=torch.channels_last)
+        components.vae.to(memory_format=torch.channels_last)
         return cls(StreamDiffusion(components, device=device, dtype=torch_dtype))
 
     # ------------------------------------------------------------------ params
