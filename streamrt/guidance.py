@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from streamrt.schedules import LCMSchedule
-from streamrt.window import FixedNoise, Slot, WindowPass
+from streamrt.window import Slot, WindowPass
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,6 @@ def make_guidance(mode: str, guidance_scale: float, delta: float) -> Guidance:
 
 
 __all__ = [
-    "FixedNoise",
     "FullCFG",
     "Guidance",
     "NoGuidance",
