@@ -144,7 +144,8 @@ def build_app(
     def key_of(request: Any) -> str:
         return getattr(request, "session_hash", None) or "default"
 
-    def stream(frame: np.ndarray | None, request: gr.Request) -> np.ndarray | None:
+    # gradio injects the request by this annotation (gr is imported lazily, hence the ignores for type checkers).
+    def stream(frame: np.ndarray | None, request: gr.Request) -> np.ndarray | None:  # type: ignore[name-defined]
         try:
             return runners.get(key_of(request)).step(frame)
         except StreamrtError as exc:
@@ -168,7 +169,7 @@ def build_app(
                     continue
                 controls.append(comp)
 
-                def changed(value: Any, request: gr.Request, _name: str = param.name) -> None:
+                def changed(value: Any, request: gr.Request, _name: str = param.name) -> None:  # type: ignore[name-defined]
                     try:
                         runners.get(key_of(request)).update({_name: value})
                     except StreamrtError as exc:
@@ -177,7 +178,7 @@ def build_app(
                 comp.change(changed, inputs=[comp], outputs=None)
         cam.stream(stream, inputs=[cam], outputs=[out], stream_every=STREAM_EVERY, concurrency_limit=1)
 
-        def on_unload(request: gr.Request) -> None:
+        def on_unload(request: gr.Request) -> None:  # type: ignore[name-defined]
             runners.close(key_of(request))
 
         app.unload(on_unload)

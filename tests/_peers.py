@@ -152,6 +152,7 @@ class Client:
             while True:
                 frame = await track.recv()
                 now = time.perf_counter()
+                assert isinstance(frame, av.VideoFrame)
                 img = frame.to_ndarray(format="rgb24")
                 rec.frames += 1
                 rec.sizes.add((frame.width, frame.height))
@@ -169,6 +170,7 @@ class Client:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
                 self.audio_frames += 1
                 self.audio_peak = max(self.audio_peak, float(np.abs(frame.to_ndarray()).max()) / 32768)
 
@@ -300,6 +302,7 @@ class WhepViewer:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
                 now_ms = int(time.time() * 1000) % (1 << BITS)
                 sent_ms = read_stamp(frame.to_ndarray(format="rgb24"))
                 self.latencies_ms.append(float((now_ms - sent_ms) % (1 << BITS)))

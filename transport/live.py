@@ -20,9 +20,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
@@ -82,7 +83,7 @@ class Peer:
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        self.on_gone: Callable[[Peer, str], Awaitable[None]] | None = None
+        self.on_gone: Callable[[Peer, str], Coroutine[Any, Any, None]] | None = None
         self.connected = asyncio.Event()
         self.created = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
@@ -299,6 +300,7 @@ class LiveSession:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            assert isinstance(frame, av.VideoFrame)  # a remote track yields decoded frames
             # Stamped at arrival: latency metrics run from here to emit, on the same perf_counter clock.
             out = video_from_av(frame, multiple, reformatter)
             out.metadata[CAPTURE_TIME] = time.perf_counter()
@@ -314,6 +316,7 @@ class LiveSession:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            assert isinstance(frame, av.AudioFrame)
             for chunk in conv.convert(frame):
                 if len(self.session.input) > MAX_AUDIO_BACKLOG:
                     self.audio_dropped += 1

@@ -185,6 +185,7 @@ class ProbeClient:
             while True:
                 frame = await track.recv()
                 now = time.perf_counter()
+                assert isinstance(frame, av.VideoFrame)
                 self.stats.frames += 1
                 self.stats.arrivals.append(now)
                 if self.stats.frames >= 3:

@@ -359,19 +359,20 @@ class StreamrtServer:
                [({"pipeline": p}, sum(s.input_fps for s in snaps[p])) for p in pipes])  # fmt: skip
         family("streamrt_output_fps", "gauge", "Generated frames per second, summed over sessions.",
                [({"pipeline": p}, sum(s.output_fps for s in snaps[p])) for p in pipes])  # fmt: skip
-        lat_rows = []
+        lat_rows: list[tuple[dict[str, str], float]] = []
         for p in pipes:
             lat = [x * 1000 for s in by_pipe[p] for x in s.session.metrics.latencies()]
             for q in (50, 90, 99):
                 lat_rows.append(({"pipeline": p, "quantile": f"0.{q}"}, percentile(lat, q)))
         family("streamrt_latency_ms", "gauge", "Arrival-to-emit latency over recent frames.", lat_rows)
-        depth_rows, drop_rows = [], []
+        depth_rows: list[tuple[dict[str, str], float]] = []
+        drop_rows: list[tuple[dict[str, str], float]] = []
         for p in pipes:
             stats = [st for s in by_pipe[p] for st in s.session.queue_stats()]
-            for q in ("in", "out"):
-                mine = [st for st in stats if st.name.endswith("." + q)]
-                depth_rows.append(({"pipeline": p, "queue": q}, sum(st.depth for st in mine)))
-                drop_rows.append(({"pipeline": p, "queue": q}, sum(st.drops for st in mine)))
+            for side in ("in", "out"):
+                mine = [st for st in stats if st.name.endswith("." + side)]
+                depth_rows.append(({"pipeline": p, "queue": side}, sum(st.depth for st in mine)))
+                drop_rows.append(({"pipeline": p, "queue": side}, sum(st.drops for st in mine)))
         family("streamrt_queue_depth", "gauge", "Items waiting in session queues.", depth_rows)
         family(
             "streamrt_queue_drops", "gauge", "Frames dropped by running sessions' queue policies.", drop_rows
