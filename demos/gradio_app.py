@@ -60,7 +60,10 @@ class LiveRunner:
         if frame is not None:
             m = self.spec.size_multiple
             h, w = frame.shape[0] - frame.shape[0] % m, frame.shape[1] - frame.shape[1] % m
-            data = torch.from_numpy(np.ascontiguousarray(frame[:h, :w, :3]))
+            pixels = frame[:h, :w, :3]
+            if not (pixels.flags.writeable and pixels.flags.c_contiguous):
+                pixels = np.array(pixels)  # gradio's arrays are read-only; torch wants memory it may own
+            data = torch.from_numpy(pixels)
             self._pts += 3000  # the session clock runs on the 90 kHz video clock; gradio gives no timestamps
             with contextlib.suppress(QueueClosed):
                 self.session.submit(VideoFrame(data=data, pts=self._pts))

@@ -56,3 +56,54 @@ def test_app_builds_with_controls_from_the_schema_and_serves(tmp_path) -> None:
             assert resp.status == 200
     finally:
         app.close()
+
+
+def test_webcam_streams_through_the_app_in_headless_chromium(tmp_path) -> None:
+    import asyncio
+
+    from test_browser import CHROMIUM, FLAGS, artifact_dir, write_y4m
+
+    from demos.gradio_app import build_app
+
+    app = build_app("passthrough")
+    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
+    clip = write_y4m(tmp_path / "webcam.y4m")
+
+    async def scenario() -> None:
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM, args=[*FLAGS, f"--use-file-for-fake-video-capture={clip}"]
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1300, "height": 800})
+                await page.goto(url)
+                record = page.locator('button:visible:has-text("Record")')
+                access = page.get_by_text("Click to Access Webcam")
+                for _ in range(30):  # a click before the page has hydrated does nothing: retry, bounded
+                    if await record.count():
+                        break
+                    if await access.count():
+                        await access.first.click(timeout=5_000)
+                    try:
+                        await record.first.wait_for(timeout=2_000)
+                    except Exception:  # playwright's TimeoutError: not yet
+                        continue
+                await record.first.click(timeout=30_000)
+                runners = app.streamrt_runners
+                deadline = asyncio.get_running_loop().time() + 60
+                while asyncio.get_running_loop().time() < deadline:
+                    snaps = [r.session.metrics.snapshot() for r in runners._runners.values()]
+                    if snaps and snaps[0].frames_out >= 40:
+                        break
+                    await asyncio.sleep(0.25)  # polling the app's own counters, bounded by the deadline
+                assert snaps and snaps[0].frames_out >= 40, "webcam frames did not stream through the runtime"
+                await page.screenshot(path=str(artifact_dir() / "gradio-passthrough.png"))
+            finally:
+                await browser.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        app.close()
