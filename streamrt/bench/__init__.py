@@ -73,15 +73,18 @@ def handle(args: argparse.Namespace) -> Iterator[str]:
     if args.threads < 1:
         raise StreamrtError(f"--threads must be at least 1; got {args.threads}")
     set_threads(args.threads)
-    return format_rows(_with_load(suite.run(args)), as_json=args.json)
+    return format_rows(_with_context(suite.run(args)), as_json=args.json)
 
 
-def _with_load(rows: Iterator[Row]) -> Iterator[Row]:
-    """Append the 1-minute load average when each row is done: a number measured on a machine with more runnable
-    threads than cores is not comparable with one measured on a quiet machine (ratios still are)."""
+def _with_context(rows: Iterator[Row]) -> Iterator[Row]:
+    """Append what an absolute figure depends on besides streamrt: the 1-minute load average when the row was done
+    (a figure taken with more runnable threads than cores is not comparable with one from a quiet machine; ratios
+    still are) and OpenMP's wait policy (under such load, torch's spinning OpenMP threads made a 2-thread frame
+    3-6x slower here than ``OMP_WAIT_POLICY=PASSIVE``; it is read when torch loads, so it is an environment choice)."""
     for row in rows:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        yield {**row, "load_avg": load, "cpus": os.cpu_count()}
+        policy = os.environ.get("OMP_WAIT_POLICY", "default")
+        yield {**row, "load_avg": load, "cpus": os.cpu_count(), "omp_wait_policy": policy}
 
 
 __all__ = ["SUITES", "Row", "Suite", "format_rows", "get_suite", "handle", "measure_interleaved", "register"]
