@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from streamrt.bench.suite import Row, Suite
@@ -218,8 +218,7 @@ def _row(pipeline: str, sessions: int, m: dict[str, Any], **extra: Any) -> Row:
     }
 
 
-async def _run(args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
+async def _run(args: argparse.Namespace) -> AsyncGenerator[Row, None]:
     srv = _ServerProcess(args.model)
     try:
         await srv.wait_ready()
@@ -235,19 +234,17 @@ async def _run(args: argparse.Namespace) -> list[Row]:
                 )
             )
         e, s = _median(echo), _median(single)
-        rows.append(_row("echo", 1, e, samples=e["samples"]))
+        yield _row("echo", 1, e, samples=e["samples"])
         interval = 1000.0 / FPS
-        rows.append(
-            _row(
+        yield _row(
                 "passthrough", 1, s, samples=s["samples"], echo_p50_ms=e["p50_ms"],
                 over_echo_ms=s["p50_ms"] - e["p50_ms"], target_over_echo_ms=interval + 20.0,
-            )
         )  # fmt: skip
         if args.sessions > 1:
             m = await _measure(
                 srv, path="/api/offer", pipeline="passthrough", sessions=args.sessions, seconds=args.seconds
             )
-            rows.append(_row("passthrough", args.sessions, m, mean_fps=m["mean_fps"], target_fps=28.0))
+            yield _row("passthrough", args.sessions, m, mean_fps=m["mean_fps"], target_fps=28.0)
         if args.drift_seconds > 0:
             total = max(args.drift_seconds, 20.0)
             m = await _measure(srv, path="/api/offer", pipeline="slow", sessions=1, seconds=total, settle=1.0)
@@ -255,18 +252,15 @@ async def _run(args: argparse.Namespace) -> list[Row]:
             first, _ = stats.window(m["t0"], m["t0"] + 10)
             last, _ = stats.window(m["t1"] - 10, m["t1"])
             p90_first, p90_last = _pct(first, 90), _pct(last, 90)
-            rows.append(
-                _row(
+            yield _row(
                     "slow", 1, m, generator_ms=SLOW_SECONDS * 1000, seconds=total, p90_first_10s_ms=p90_first,
                     p90_last_10s_ms=p90_last, drift=(p90_last / p90_first - 1.0) if p90_first else float("nan"),
                     target_drift=0.10,
-                )
             )  # fmt: skip
         if not args.skip_streamdiffusion:
-            rows.append(await _streamdiffusion_row(srv, args.seconds))
+            yield await _streamdiffusion_row(srv, args.seconds)
     finally:
         srv.stop()
-    return rows
 
 
 async def _streamdiffusion_row(srv: _ServerProcess, seconds: float) -> Row:
@@ -330,7 +324,19 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
     if args.seconds <= 0 or args.rounds < 1 or args.sessions < 1:
         raise StreamrtError("--seconds must be positive, --rounds and --sessions at least 1")
     logging.getLogger("aioice").setLevel(logging.WARNING)
-    yield from asyncio.run(_run(args))
+    # Rows are printed as soon as each is measured: drive the async generator one row at a time on one loop.
+    loop = asyncio.new_event_loop()
+    rows = _run(args)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(rows.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(rows.aclose())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 SUITE = Suite(
