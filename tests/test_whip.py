@@ -85,6 +85,26 @@ def test_whip_and_whep_status_codes() -> None:
             await pc2.close()
             async with http.options(base + location) as r:
                 assert r.status == 204
+            # A WHEP viewer comes and goes; its tracks leave the stream's fan-out with it.
+            viewer_pc, viewer_offer = await _offer("video", "recvonly")
+            async with http.post(
+                f"{base}/whep/cam", data=viewer_offer, headers={**AUTH, "Content-Type": "text/plain"}
+            ) as r:
+                assert r.status == 415
+            async with http.post(f"{base}/whep/cam", data=viewer_offer, headers={**AUTH, **SDP}) as r:
+                assert r.status == 201
+                viewer_location = r.headers["Location"]
+                assert viewer_location.startswith("/whep/cam/")
+            live = server.streams["cam"]
+            assert len(live.viewers) == 1 and len(live.video_tracks) == 1
+            async with http.patch(base + viewer_location, headers=AUTH) as r:
+                assert r.status == 501
+            async with http.delete(base + viewer_location, headers=AUTH) as r:
+                assert r.status == 200
+            assert not live.viewers and not live.video_tracks
+            async with http.delete(base + viewer_location, headers=AUTH) as r:
+                assert r.status == 404
+            await viewer_pc.close()
             async with http.patch(
                 base + location,
                 data="a=end-of-candidates",

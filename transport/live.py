@@ -173,6 +173,7 @@ class LiveSession:
         )
         self.ingest: Peer | None = None
         self.viewers: dict[str, Peer] = {}
+        self._viewer_tracks: dict[str, list[MediaStreamTrack]] = {}
         self.video_tracks: list[GeneratedVideoTrack] = []
         self.audio_tracks: list[GeneratedAudioTrack] = []
         self.channels: list[Any] = []
@@ -228,11 +229,15 @@ class LiveSession:
         """A WHEP viewer: it receives the generated output and sends nothing."""
         peer.on_gone = self._viewer_gone
         kinds = media_kinds(offer_sdp)
+        tracks: list[MediaStreamTrack] = []
         if "video" in kinds:
-            peer.add_video_transceiver(self.new_video_track())
+            tracks.append(self.new_video_track())
+            peer.add_video_transceiver(tracks[-1])
         if "audio" in kinds and MediaKind.AUDIO in self.spec.outputs:
-            peer.pc.addTransceiver(self.new_audio_track(), direction="sendonly")
+            tracks.append(self.new_audio_track())
+            peer.pc.addTransceiver(tracks[-1], direction="sendonly")
         self.viewers[peer.id] = peer
+        self._viewer_tracks[peer.id] = tracks
         return await peer.answer(offer_sdp)
 
     def start(self) -> None:
@@ -383,11 +388,17 @@ class LiveSession:
         await self.close(f"ingest peer: {reason}")
 
     async def _viewer_gone(self, peer: Peer, reason: str) -> None:
-        self.viewers.pop(peer.id, None)
-        await peer.close()
+        await self.close_viewer(peer.id)
 
     async def close_viewer(self, viewer_id: str) -> bool:
+        """End one viewer; its tracks leave the router's fan-out, so viewer churn keeps nothing behind."""
         peer = self.viewers.pop(viewer_id, None)
+        for track in self._viewer_tracks.pop(viewer_id, []):
+            track.stop()
+            if isinstance(track, GeneratedVideoTrack) and track in self.video_tracks:
+                self.video_tracks.remove(track)
+            if isinstance(track, GeneratedAudioTrack) and track in self.audio_tracks:
+                self.audio_tracks.remove(track)
         if peer is None:
             return False
         await peer.close()

@@ -153,7 +153,7 @@ class _Handlers:
         try:
             answer = await live.attach_viewer(peer, offer)
         except Exception as exc:
-            live.viewers.pop(peer.id, None)
+            await live.close_viewer(peer.id)
             await peer.close()
             raise HTTPError(400, f"cannot use this offer: {exc}") from exc
         location = f"/whep/{stream}/{peer.id}"
