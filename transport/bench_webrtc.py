@@ -270,7 +270,12 @@ async def _streamdiffusion_row(srv: _ServerProcess, seconds: float) -> Row:
 
     probe = ProbeClient(srv.base, fps=FPS)
     try:
-        await probe.connect("/api/offer", pipeline="streamdiffusion")
+        try:
+            await probe.connect("/api/offer", pipeline="streamdiffusion")
+        except (
+            RuntimeError
+        ) as exc:  # e.g. the default weights are missing: report it in the row, keep the others
+            return {"suite": "webrtc", "pipeline": "streamdiffusion", "sessions": 1, "error": str(exc)}
         async with aiohttp.ClientSession() as http:
             # The first frames include weight loading and warm-up: wait for output, then measure a window.
             await asyncio.wait_for(probe.receiving.wait(), 180)
