@@ -124,6 +124,7 @@ def train_vae(
     lr: float,
     gen: torch.Generator,
     progress: bool,
+    color_weight: float = 1.0,
 ) -> tuple[Any, dict[str, float]]:
     from diffusers import AutoencoderTiny
 
@@ -155,7 +156,7 @@ def train_vae(
         loss_lat = z.mean().square() + (z.std() - 1).square()
         # colour at the scale of a latent pixel: the tiny decoder otherwise learns luminance long before colour
         loss_col = F.l1_loss(F.avg_pool2d(rec, 8), F.avg_pool2d(x, 8))
-        loss = loss_rec + 0.25 * loss_edge + loss_col + 0.01 * loss_lat
+        loss = loss_rec + 0.25 * loss_edge + color_weight * loss_col + 0.01 * loss_lat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -326,6 +327,7 @@ def train(
     vae_batch_size: int = 16,
     vae_crop: int = 128,
     vae_lr: float = 1e-3,
+    vae_color_weight: float = 1.0,
     unet_lr: float = 1e-3,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -411,6 +413,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "num_images": 2000,
     "seed": 0,
+    "vae_lr": 1e-3,
+    "vae_color_weight": 1.0,
 }
 QUICK: dict[str, Any] = {"vae_steps": 3, "unet_steps": 3, "batch_size": 4, "num_images": 8}
 
@@ -422,12 +426,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="UNet batch size")
     parser.add_argument("--num-images", type=int, default=DEFAULTS["num_images"], help="synthetic images")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--vae-lr", type=float, default=DEFAULTS["vae_lr"])
+    parser.add_argument("--vae-color-weight", type=float, default=DEFAULTS["vae_color_weight"])
     parser.add_argument("--quick", action="store_true", help="a few steps on tiny data (smoke test, CI)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    kw = {k: getattr(args, k) for k in ("vae_steps", "unet_steps", "batch_size", "num_images")}
+    kw = {
+        k: getattr(args, k)
+        for k in ("vae_steps", "unet_steps", "batch_size", "num_images", "vae_lr", "vae_color_weight")
+    }
     if args.quick:
         kw = dict(QUICK)
     metrics = train(Path(args.out), seed=args.seed, progress=not args.no_progress, **kw)
