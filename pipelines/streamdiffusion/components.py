@@ -105,7 +105,8 @@ def load_components(
     if lcm_lora is not None:
         _fuse_lora(unet, Path(lcm_lora))
     for module in (unet, vae_model, text_encoder):
-        module.to(device).eval().requires_grad_(False)
+        # .to(dtype) too: transformers 5 keeps a checkpoint's stored fp16 unless asked, which is slow on a CPU.
+        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     log.info("loaded %s (unet %.1f M params)", source, sum(p.numel() for p in unet.parameters()) / 1e6)
     return SDComponents(unet, vae_model, text_encoder, tokenizer, scheduler, source)
 

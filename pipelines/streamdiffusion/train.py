@@ -129,13 +129,9 @@ def train_vae(
     from diffusers import AutoencoderTiny
 
     vae = AutoencoderTiny(**tiny_config.vae_config())
-    # He init: with PyTorch's default init the signal fades through ~20 ReLU convs and the decoder spends hundreds
-    # of steps producing flat grey images (colour arrived ~7x slower in a 200-step trial)
-    for m in vae.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
+    # PyTorch's default init. He init looks tempting (the default fades the signal through ~20 ReLU convs), but
+    # with the residual blocks it starts at a huge loss and settled at ~13.7 dB in a 1500-step trial, while the
+    # default init kept improving (18.4 dB after 900 steps, same data and optimiser).
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * _cosine(s, steps))
     n, size = images.shape[0], images.shape[1]
@@ -408,13 +404,13 @@ def train(
 # --------------------------------------------------------------------------------------------------------------- CLI
 # The defaults are the recipe of the committed assets/streamdiffusion-tiny weights.
 DEFAULTS: dict[str, Any] = {
-    "vae_steps": 1000,
-    "unet_steps": 1800,
+    "vae_steps": 1500,
+    "unet_steps": 1000,
     "batch_size": 16,
     "num_images": 2000,
     "seed": 0,
     "vae_lr": 1e-3,
-    "vae_color_weight": 1.0,
+    "vae_color_weight": 4.0,
 }
 QUICK: dict[str, Any] = {"vae_steps": 3, "unet_steps": 3, "batch_size": 4, "num_images": 8}
 
