@@ -11,7 +11,7 @@ python=${PYTHON:-python3}
 . .venv/bin/activate
 # torch first and pinned: the CPU wheel 2.13.0 (a bare `torch` requirement would pull a multi-GB CUDA build).
 pip install --quiet --disable-pip-version-check torch==2.13.0
-pip install --quiet --disable-pip-version-check -e '.[dev]'
+pip install --quiet --disable-pip-version-check -e '.[dev,gradio]'
 
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
