@@ -71,7 +71,9 @@ class VideoFrame(Frame):
     def from_float(image: torch.Tensor, like: Frame | None = None, **kwargs: Any) -> VideoFrame:
         """Build a frame from a (3, H, W) float image in [0, 1], copying pts/time base/metadata from ``like``."""
         # +0.5 then truncation rounds (clamped values are non-negative); 5x cheaper than .round() per frame.
-        data = image.detach().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu()
+        data = (
+            image.detach().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).permute(1, 2, 0).contiguous().cpu()
+        )
         if like is not None:
             kwargs.setdefault("pts", like.pts)
             kwargs.setdefault("time_base", like.time_base)
