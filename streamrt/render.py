@@ -91,7 +91,7 @@ def render(
     """
     started = time.perf_counter()
     output = Path(output)
-    check_output_path(output)
+    check_output_path(output, missing_folders_ok=True)
     cls = registry.get(pipeline)
     spec = cls.spec
     params = _params(spec, settings, prompt=prompt, seed=seed)
@@ -234,6 +234,7 @@ def _run(
                 raise StreamrtError(f"pipeline {spec.name!r} failed: {item.message}")
             if isinstance(item, VideoFrame):
                 if writer is None:
+                    output.parent.mkdir(parents=True, exist_ok=True)
                     writer = MediaWriter(
                         output,
                         width=item.width,

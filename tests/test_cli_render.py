@@ -334,3 +334,17 @@ def test_subprocess_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
     assert res.returncode == 130, res.stderr
     assert res.stderr == "streamrt: error: interrupted; no output written\n"
     assert files_in(tmp_path) == []
+
+
+def test_missing_output_folders_are_created(tmp_path: Path, clips: dict[str, Path], capsys) -> None:
+    out = tmp_path / "new" / "deeper" / "out.mp4"
+    code, _, err = run(["render", "passthrough", "-i", str(clips[".mp4"]), "-o", str(out)], capsys)
+    assert code == 0, err
+    assert probe(out)["frames"] == 12
+
+
+def test_failed_render_creates_no_folders(tmp_path: Path, clips: dict[str, Path], capsys) -> None:
+    out = tmp_path / "new" / "out.mp4"
+    code, _, _ = run(["render", "nosuchpipeline", "-i", str(clips[".mp4"]), "-o", str(out)], capsys)
+    assert code != 0
+    assert not (tmp_path / "new").exists()

@@ -106,11 +106,19 @@ def output_format(path: PathLike) -> OutputFormat:
     return fmt
 
 
-def check_output_path(path: PathLike) -> OutputFormat:
-    """Validate an output path before any work starts: a supported extension and an existing, writable folder."""
+def check_output_path(path: PathLike, *, missing_folders_ok: bool = False) -> OutputFormat:
+    """Validate an output path before any work starts: a supported extension and an existing, writable folder.
+
+    With ``missing_folders_ok`` the folder may be missing if it can be created (the caller creates it when it is
+    about to write, so a run that fails early leaves nothing behind).
+    """
     fmt = output_format(path)
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() and missing_folders_ok:
+        folder = next((p for p in folder.resolve().parents if p.exists()), Path("/"))
+        if not folder.is_dir():
+            raise OutputError(f"cannot create the output folder: {folder} is not a folder")
     if not folder.is_dir():
         raise OutputError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
