@@ -11,29 +11,14 @@ from pathlib import Path
 
 import torch
 
-
-def _byte_alphabet() -> list[str]:
-    # GPT-2/CLIP byte-to-unicode table: every byte maps to a printable character.
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
+from pipelines.streamdiffusion.train import bytes_to_unicode
 
 
 def write_tokenizer(folder: Path) -> None:
     """A character-level CLIP BPE tokenizer (no merges) that handles any text."""
     from transformers import CLIPTokenizer
 
-    chars = _byte_alphabet()
+    chars = bytes_to_unicode()
     vocab = {
         t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])
     }

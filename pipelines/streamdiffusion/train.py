@@ -35,7 +35,7 @@ LCM_TIMESTEPS = (999, 679, 359, 99)
 
 
 # --------------------------------------------------------------------------------------------------------- tokenizer
-def _bytes_to_unicode() -> list[str]:
+def bytes_to_unicode() -> list[str]:
     """CLIP/GPT-2 byte -> printable character table, in CLIP's vocabulary order."""
     bs = (
         list(range(ord("!"), ord("~") + 1))
@@ -75,7 +75,7 @@ def build_tokenizer(corpus: list[str], out_dir: Path, vocab_size: int = 1024) ->
     )
     bpe.train_from_iterator(corpus, trainer)
     merges = json.loads(bpe.to_str())["model"]["merges"]
-    chars = _bytes_to_unicode()
+    chars = bytes_to_unicode()
     vocab = chars + [c + "</w>" for c in chars]
     seen = set(vocab)
     kept = []
