@@ -36,6 +36,10 @@ class SimilarityFilter:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        """A new stream: fresh RNG from ``seed``, no reference frame, zeroed statistics."""
         self._gen = torch.Generator().manual_seed(self.seed)
         self._prev: torch.Tensor | None = None
         self.skip_count = 0
@@ -123,7 +127,7 @@ class SimilarityFilteredGenerator(Generator):
         self._clear()
 
     def _clear(self) -> None:
-        self.ssf.__post_init__()  # fresh RNG from the seed, fresh statistics
+        self.ssf.restart()
         self._pending.clear()
         self._emitted.clear()
         self._last_processed_pts = None
