@@ -167,6 +167,13 @@ class Generator(abc.ABC):
     def on_update(self, changed: dict[str, Any]) -> None:
         """React to live parameter changes (already validated and stored in ``self.params``)."""
 
+    def audio_input_format(self) -> tuple[int | None, int | None]:
+        """(sample rate, channels) of the audio this generator takes with its current parameters (None: any).
+
+        The spec's values by default; a generator whose rate depends on a parameter (AP-BWE's ``target_rate``)
+        overrides it. File renders resample their input to this rate."""
+        return self.spec.sample_rate, self.spec.channels
+
     def check_input(self, frame: DataFrame) -> None:
         """Reject input the generator cannot take, with a message that names the fix."""
         kind = _FRAME_KIND.get(type(frame))
@@ -181,14 +188,14 @@ class Generator(abc.ABC):
                     f"{frame.width}x{frame.height} (resize the input or set width/height)"
                 )
         if isinstance(frame, AudioFrame):
-            if self.spec.sample_rate is not None and frame.sample_rate != self.spec.sample_rate:
+            rate, channels = self.audio_input_format()
+            if rate is not None and frame.sample_rate != rate:
                 raise InputError(
-                    f"{self.spec.name} needs audio at {self.spec.sample_rate} Hz; got {frame.sample_rate} Hz "
-                    "(resample the input)"
+                    f"{self.spec.name} needs audio at {rate} Hz; got {frame.sample_rate} Hz (resample the input)"
                 )
-            if self.spec.channels is not None and frame.channels != self.spec.channels:
+            if channels is not None and frame.channels != channels:
                 raise InputError(
-                    f"{self.spec.name} needs {self.spec.channels}-channel audio; got {frame.channels} channels"
+                    f"{self.spec.name} needs {channels}-channel audio; got {frame.channels} channels"
                 )
 
     def _require_prepared(self) -> None:

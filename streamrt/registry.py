@@ -24,6 +24,8 @@ GROUP = "streamrt.pipelines"
 _BUILTIN = {
     "passthrough": "streamrt.passthrough:PassthroughGenerator",
     "streamdiffusion": "pipelines.streamdiffusion:StreamDiffusionGenerator",
+    "ap-bwe": "pipelines.ap_bwe:APBWEGenerator",
+    "binauralflow": "pipelines.binauralflow:BinauralFlowGenerator",
 }
 
 

@@ -13,6 +13,8 @@ from typing import Any
 # Pipeline name -> recipe module. Pipelines without a recipe here have no trainable default.
 RECIPES: dict[str, str] = {
     "streamdiffusion": "pipelines.streamdiffusion.train",
+    "ap-bwe": "pipelines.ap_bwe.train",
+    "binauralflow": "pipelines.binauralflow.train",
 }
 
 

@@ -198,9 +198,22 @@ def streamdiffusion_cases() -> list[Case]:
 
 
 # registered name -> the cases that exercise it. Every registered generator needs an entry.
+def _cases_in(module: str) -> Callable[[], list[Case]]:
+    """Cases defined next to the suite in ``tests/<module>.py`` (a ``cases()`` function), imported when needed."""
+
+    def load() -> list[Case]:
+        import importlib
+
+        return importlib.import_module(module).cases()
+
+    return load
+
+
 FACTORIES: dict[str, Callable[[], list[Case]]] = {
     "passthrough": passthrough_cases,
     "streamdiffusion": streamdiffusion_cases,
+    "ap-bwe": _cases_in("contract_ap_bwe"),
+    "binauralflow": _cases_in("contract_binauralflow"),
 }
 
 

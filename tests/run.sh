@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it sets up everything the tests need (a venv with the CPU build of
-# torch, the package with its dev extras, Debian's chromium for the browser tests), then lints and runs the suite.
+# torch, the package with its dev extras, the Debian packages below), then lints and runs the suite.
 # Extra arguments go to pytest, e.g. `bash tests/run.sh -k stream_batch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +13,17 @@ python=${PYTHON:-python3}
 pip install --quiet --disable-pip-version-check torch==2.13.0
 pip install --quiet --disable-pip-version-check -e '.[dev,gradio]'
 
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests use: chromium (browser tests), espeak-ng (speech for the audio recipes) and
+# libopenal-data (the HRTF set BinauralFlow's simulator reads).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+[ -e /usr/share/openal/hrtf/default-48000.mhr ] || missing+=(libopenal-data)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "tests/run.sh: chromium is missing; install it with: sudo apt-get install chromium" >&2
+        echo "tests/run.sh: missing Debian packages; install them with: sudo apt-get install ${missing[*]}" >&2
     fi
 fi
 

@@ -10,7 +10,9 @@ Suites (``SUITES``), one module each:
 - ``rcfg``: the denoising stage with full CFG, self-negative and onetime-negative RCFG (and none);
 - ``ssf``: skip fractions of the similarity filter on a static and a moving clip;
 - ``overhead``: the runtime's own cost per frame (passthrough generator, session, conversions) at 512x512;
-- ``streamdiffusion``: end-to-end img2img fps with the split between denoising and the VAE.
+- ``streamdiffusion``: end-to-end img2img fps with the split between denoising and the VAE;
+- ``webrtc``: the transport (``transport.bench_webrtc``);
+- ``ap-bwe``, ``binauralflow``: offline and streaming speed of the audio generators (in their pipeline packages).
 
 ``streamrt.cli`` calls ``register(subparsers)``; ``python -m streamrt.bench SUITE ...`` is ``streamrt bench SUITE ...``.
 """
@@ -34,6 +36,8 @@ SUITES: dict[str, str] = {
     "overhead": "streamrt.bench.overhead",
     "streamdiffusion": "streamrt.bench.streamdiffusion",
     "webrtc": "transport.bench_webrtc",
+    "ap-bwe": "pipelines.ap_bwe.bench",
+    "binauralflow": "pipelines.binauralflow.bench",
 }
 
 
