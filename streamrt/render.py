@@ -27,11 +27,12 @@ from tqdm import tqdm
 
 from buffers.queues import QueueClosed, QueuePolicy
 from streamrt import registry
-from streamrt.errors import ParamError, StreamrtError
+from streamrt.errors import InputError, ParamError, StreamrtError
 from streamrt.frames import AudioFrame, EndOfStream, ErrorEvent, VideoFrame
 from streamrt.generator import GeneratorSpec, MediaKind
 from streamrt.loading import with_runtime_features
 from streamrt.params import parse_assignments
+from streamrt.render_audio import AudioRenderResult, check_chunk_ms, render_audio
 from streamrt.session import Session, ticks
 from transport.files import AudioSpec, MediaReader, MediaWriter, check_output_path, open_input
 
@@ -81,8 +82,9 @@ def render(
     device: str = "cpu",
     settings: Iterable[str] | Mapping[str, Any] = (),
     fps: float | None = None,
+    chunk_ms: float | None = None,
     progress: bool = False,
-) -> RenderResult:
+) -> RenderResult | AudioRenderResult:
     """Render ``input`` (or ``frames`` ticks when there is none) through ``pipeline`` into ``output``.
 
     Everything that can be checked up front (pipeline, parameters, input file, output path) is checked before the
@@ -91,9 +93,14 @@ def render(
     """
     started = time.perf_counter()
     output = Path(output)
-    check_output_path(output, missing_folders_ok=True)
     cls = registry.get(pipeline)
     spec = cls.spec
+    audio_only = spec.inputs == (MediaKind.AUDIO,) and spec.outputs == (MediaKind.AUDIO,)
+    check_output_path(output, missing_folders_ok=True, audio_only=audio_only)
+    if chunk_ms is not None:
+        if not audio_only:
+            raise ParamError(f"--chunk-ms applies to audio pipelines; {pipeline!r} is not one")
+        check_chunk_ms(chunk_ms)
     params = _params(spec, settings, prompt=prompt, seed=seed)
     if not _DEVICE.match(device):
         raise ParamError(f"unknown device {device!r}; use cpu or cuda (cuda:N for another GPU)")
@@ -114,6 +121,10 @@ def render(
                 "--fps applies only without -i: with an input the output keeps the input's timing"
             )
         reader = open_input(input, need_video=MediaKind.VIDEO in spec.inputs)
+        if audio_only:
+            return _run_audio(
+                cls, params, reader, output, started, model, checkpoint, device, chunk_ms, progress
+            )
     else:
         if spec.inputs and not spec.input_optional:
             kinds = "/".join(k.value for k in spec.inputs)
@@ -137,6 +148,31 @@ def render(
         device=device,
         progress=progress,
     )
+
+
+def _run_audio(
+    cls: Any,
+    params: dict[str, Any],
+    reader: MediaReader,
+    output: Path,
+    started: float,
+    model: str | None,
+    checkpoint: str | None,
+    device: str,
+    chunk_ms: float | None,
+    progress: bool,
+) -> AudioRenderResult:
+    try:
+        if reader.info.audio is None:
+            raise InputError(f"{reader.path} has no audio stream; {cls.spec.name} needs audio input")
+        gen = with_runtime_features(cls.load(model=model, checkpoint=checkpoint, device=device))
+        try:
+            gen.prepare(params)
+            return render_audio(gen, reader, output, chunk_ms=chunk_ms, started=started, progress=progress)
+        finally:
+            gen.close()
+    finally:
+        reader.close()
 
 
 def _params(
@@ -350,13 +386,20 @@ def register(subparsers: Any) -> None:
         help="render a file (or N generated frames) through a pipeline",
         description="Run PIPELINE over INPUT (or over --frames N ticks) and write OUTPUT losslessly: every input "
         "frame gives one output frame with the same timestamp, and the input's audio is kept. The container "
-        "follows OUTPUT's extension: .mp4 (h264 + aac), .webm (vp9 + opus), .mkv (h264 + the input's audio).",
+        "follows OUTPUT's extension: .mp4 (h264 + aac), .webm (vp9 + opus), .mkv (h264 + the input's audio). "
+        "Audio pipelines read the audio of any file and write .wav, .flac or .ogg with the input's duration.",
     )
     p.add_argument("pipeline", metavar="PIPELINE", help="a registered pipeline (see `streamrt pipelines`)")
     p.add_argument(
         "-i", "--input", metavar="INPUT", help="input media file (omit for generators that need none)"
     )
-    p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="output file: .mp4, .webm or .mkv")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTPUT",
+        required=True,
+        help="output file: .mp4, .webm or .mkv (audio pipelines: .wav, .flac or .ogg)",
+    )
     p.add_argument("--prompt", metavar="TEXT", help="the prompt (for pipelines with a 'prompt' parameter)")
     p.add_argument(
         "--frames", metavar="N", type=int, help="frames to generate without -i; with -i, the first N"
@@ -368,6 +411,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", metavar="PATH", help="model folder or hub id instead of the embedded default")
     p.add_argument("--checkpoint", metavar="PATH", help="weights file (safetensors) to load over the model")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--chunk-ms",
+        type=float,
+        metavar="N",
+        help="audio pipelines: stream the input in chunks of N ms (default 1000); the result is the same",
+    )
     p.add_argument(
         "--set",
         dest="settings",
@@ -394,6 +443,7 @@ def run_command(args: argparse.Namespace) -> str:
         device=args.device,
         settings=args.settings,
         fps=args.fps,
+        chunk_ms=args.chunk_ms,
         progress=not args.no_progress,
     )
     return result.summary()

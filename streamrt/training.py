@@ -22,10 +22,25 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train a pipeline's embedded default model with its recipe")
     recipes = parser.add_subparsers(dest="recipe", metavar="PIPELINE", required=True)
     for name, module_name in RECIPES.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            # One recipe that cannot import (a missing optional dependency) must not take the whole CLI down.
+            sub = recipes.add_parser(name, help=f"(unavailable: {exc})")
+            sub.set_defaults(handler=_unavailable(name, exc))
+            continue
         sub = recipes.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(sub)
         sub.set_defaults(handler=_runner(module))
+
+
+def _unavailable(name: str, exc: ImportError):
+    def handler(args: argparse.Namespace) -> str:
+        from streamrt.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"the {name} recipe cannot load: {exc}")
+
+    return handler
 
 
 def _runner(module: Any):

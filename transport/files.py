@@ -94,6 +94,35 @@ FORMATS: dict[str, OutputFormat] = {
 }
 
 
+@dataclass(frozen=True)
+class AudioOutputFormat:
+    """How one audio-only output extension is written (the output of audio generators)."""
+
+    extension: str
+    muxer: str
+    codec: str
+
+
+# wav and flac keep every sample (16-bit); ogg holds Opus, which decoders always return at 48 kHz (same duration).
+AUDIO_FORMATS: dict[str, AudioOutputFormat] = {
+    ".wav": AudioOutputFormat(".wav", "wav", "pcm_s16le"),
+    ".flac": AudioOutputFormat(".flac", "flac", "flac"),
+    ".ogg": AudioOutputFormat(".ogg", "ogg", "libopus"),
+}
+
+
+def audio_output_format(path: PathLike) -> AudioOutputFormat:
+    """The audio-only format of an output path, or ``OutputError`` listing the supported extensions."""
+    ext = Path(path).suffix.lower()
+    fmt = AUDIO_FORMATS.get(ext)
+    if fmt is None:
+        raise OutputError(
+            f"unsupported audio output extension {ext or '(none)'!r} for {path}; use one of "
+            f"{', '.join(sorted(AUDIO_FORMATS))}"
+        )
+    return fmt
+
+
 def output_format(path: PathLike) -> OutputFormat:
     """The format an output path will be written in, or ``OutputError`` listing the supported extensions."""
     ext = Path(path).suffix.lower()
@@ -106,13 +135,14 @@ def output_format(path: PathLike) -> OutputFormat:
     return fmt
 
 
-def check_output_path(path: PathLike, *, missing_folders_ok: bool = False) -> OutputFormat:
+def check_output_path(path: PathLike, *, missing_folders_ok: bool = False, audio_only: bool = False) -> Any:
     """Validate an output path before any work starts: a supported extension and an existing, writable folder.
 
-    With ``missing_folders_ok`` the folder may be missing if it can be created (the caller creates it when it is
-    about to write, so a run that fails early leaves nothing behind).
+    Returns its ``OutputFormat`` (or ``AudioOutputFormat`` with ``audio_only``). With ``missing_folders_ok`` the
+    folder may be missing if it can be created (the caller creates it when it is about to write, so a run that fails
+    early leaves nothing behind).
     """
-    fmt = output_format(path)
+    fmt = audio_output_format(path) if audio_only else output_format(path)
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir() and missing_folders_ok:
@@ -679,6 +709,108 @@ class MediaWriter:
             self._audio_copy = None
 
     def __enter__(self) -> MediaWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class AudioWriter:
+    """Encodes ``AudioFrame`` objects into an audio-only file (``AUDIO_FORMATS``), atomically like ``MediaWriter``.
+
+    The rate and channel count are fixed by the first frame; samples are written back to back (the frames' pts are
+    checked to be contiguous, so a generator that loses or repeats samples is caught, not written).
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self.format = check_output_path(self.path, audio_only=True)
+        self.tmp_path = partial_path(self.path)
+        self.samples_written = 0
+        self.sample_rate: int | None = None
+        self.channels: int | None = None
+        self._next_pts: int | None = None
+        self._container: Any = None
+        self._encoder: _AudioEncoder | None = None
+        self._finished = False
+
+    def write(self, frame: AudioFrame) -> None:
+        if self._finished:
+            raise OutputError(f"writer for {self.path} is already closed")
+        if self._encoder is None:
+            self._open(frame.sample_rate, frame.channels)
+        if frame.sample_rate != self.sample_rate or frame.channels != self.channels:
+            raise OutputError(
+                f"audio changed from {self.channels} channels at {self.sample_rate} Hz to {frame.channels} "
+                f"channels at {frame.sample_rate} Hz while writing {self.path}"
+            )
+        if self._next_pts is not None and frame.pts != self._next_pts:
+            raise OutputError(
+                f"audio is not contiguous: a chunk starts at sample {frame.pts}, expected {self._next_pts} "
+                f"(writing {self.path})"
+            )
+        self._next_pts = frame.pts + frame.samples
+        if frame.samples == 0:
+            return
+        assert self._encoder is not None
+        data = np.ascontiguousarray(frame.data.detach().to(torch.float32).cpu().numpy())
+        av_frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self._layout)
+        av_frame.sample_rate = frame.sample_rate
+        try:
+            self._encoder.encode(av_frame)
+        except av.FFmpegError as exc:
+            raise OutputError(f"cannot encode {self.path}: {_reason(exc)}") from exc
+        self.samples_written += frame.samples
+
+    def _open(self, sample_rate: int, channels: int) -> None:
+        if channels not in (1, 2):
+            raise OutputError(f"cannot write {channels}-channel audio to {self.path}; mono or stereo only")
+        self.sample_rate, self.channels = sample_rate, channels
+        self._layout = "mono" if channels == 1 else "stereo"
+        try:
+            self._container = av.open(str(self.tmp_path), "w", format=self.format.muxer)
+            self._encoder = _AudioEncoder(self._container, self.format.codec, sample_rate, channels)
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> None:
+        """Flush the encoder, finish the file and move it onto the target name."""
+        if self._finished:
+            return
+        try:
+            if self._encoder is None or self.samples_written == 0:
+                raise OutputError(f"no audio was written; {self.path} not created")
+            self._encoder.encode(None)
+            self._container.close()
+            self._container = None
+            os.replace(self.tmp_path, self.path)
+            self._finished = True
+        except av.FFmpegError as exc:
+            self.abort()
+            raise OutputError(f"cannot finish {self.path}: {_reason(exc)}") from exc
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Discard everything written so far. Safe to call more than once."""
+        self._finished = True
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception as exc:  # noqa: BLE001 - the file is being thrown away
+                log.debug("ignoring error while aborting %s: %s", self.tmp_path, exc)
+            self._container = None
+        try:
+            self.tmp_path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", self.tmp_path, exc)
+
+    def __enter__(self) -> AudioWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:

@@ -62,11 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
     for name in SUITES:
-        suite = get_suite(name)
+        try:
+            suite = get_suite(name)
+        except ImportError as exc:
+            # A suite that cannot import (a missing optional dependency) must not take the whole CLI down.
+            sub = suites.add_parser(name, help=f"(unavailable: {exc})")
+            sub.set_defaults(handler=_unavailable(name, exc))
+            continue
         sub = suites.add_parser(name, help=suite.help, description=suite.help)
         suite.add_arguments(sub)
         sub.set_defaults(handler=handle)
     return parser
+
+
+def _unavailable(name: str, exc: ImportError):
+    def handler(args: argparse.Namespace) -> Iterator[str]:
+        raise StreamrtError(f"benchmark suite {name!r} cannot load: {exc}")
+
+    return handler
 
 
 def handle(args: argparse.Namespace) -> Iterator[str]:
