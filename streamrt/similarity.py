@@ -105,6 +105,9 @@ class SimilarityFilteredGenerator(Generator):
     def params(self, value: dict[str, Any]) -> None:
         pass  # owned by the inner generator
 
+    def audio_input_format(self) -> tuple[int | None, int | None]:
+        return self.inner.audio_input_format()
+
     def prepare(self, params: Mapping[str, Any] | None = None) -> None:
         self.inner.prepare(params)
         self._sync()

@@ -315,7 +315,9 @@ class LiveSession:
                 return
 
     async def _pump_audio(self, track: MediaStreamTrack) -> None:
-        conv = AudioInput(self.spec.sample_rate, self.spec.channels)
+        # The microphone's Opus audio is resampled (and down- or up-mixed) at the edge to what the generator takes
+        # with its current parameters; a live stream adapts rather than refusing the caller's device.
+        conv = AudioInput(*self.session.generator.audio_input_format())
         while True:
             try:
                 frame = await track.recv()
