@@ -1,0 +1,233 @@
+"""BinauralFlow's causal U-Net on the complex STFT (the velocity network of the flow).
+
+Input per STFT frame (window 512, hop 128, 48 kHz; 256 bins, the Nyquist bin is left out so that the frequency axis
+halves cleanly four times): the flow state phi_t (left and right, real and imaginary parts: 4 channels), the mono
+condition x (2 channels) and a few fixed frequency-position channels. Output: the velocity v for left and right
+(4 channels). Time t and the speaker and listener poses (7-DoF each) enter through Gaussian Fourier features and an
+MLP, added to the hidden features of every block, per frame.
+
+Streamability is the design constraint: every convolution is causal in time (padded on the past side only) and has
+time stride 1; down- and up-sampling happen along frequency only (4x4 kernels, stride 2 in frequency, 1 in time);
+GroupNorm statistics are taken per frame (over channel groups x frequency, never across time). So the network maps a
+sequence of frames to a sequence of frames with no look-ahead, and a chunk of frames can be processed with the past
+carried in a ``StateBank`` (one ``ContextCarry`` per causal layer), giving exactly the offline result.
+
+Layouts: features are (B, C, T, F) - batch, channels, time (frames), frequency. Frequency innermost makes the
+per-frame statistics cheap (the (channel, frequency) block of a frame is then one transpose away from torch's
+group_norm kernel).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from buffers.conv_state import ContextCarry
+
+N_BINS = 256  # bins 0..255 of the 257 of a 512-point STFT (the Nyquist bin carries nothing in speech)
+STATE_CHANNELS = 4  # phi_t: left re, left im, right re, right im
+COND_CHANNELS = 2  # the mono spectrogram: re, im
+POSE_DIM = 14  # speaker (x, y, z, qw, qx, qy, qz) + listener
+
+# state(name, context) -> the carry of that causal layer for the current stream position, or None (offline: zeros)
+StateFn = Callable[[str, int], ContextCarry] | None
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Sizes of the U-Net. ``channels[i]`` is the width at frequency resolution N_BINS / 2**i."""
+
+    channels: tuple[int, ...] = (8, 12, 16, 24, 32)
+    blocks: int = 1  # residual blocks per level on the way down
+    up_blocks: int = 1  # residual blocks per level on the way up (the first one takes the skip concatenation)
+    mid_blocks: int = 1
+    emb_dim: int = 64
+    fourier_features: int = 32  # sin + cos pairs per Fourier embedding (one for t, one for the poses)
+    t_scale: float = 16.0  # std of the Gaussian frequencies for t (in [0, 1])
+    pose_scale: float = 1.0  # std of the Gaussian frequencies for poses (metres, quaternion components)
+    groups: int = 4
+    freq_channels: int = 4  # fixed sin/cos channels of the bin index (where in the spectrum a feature is)
+    time_kernel: int = 3  # kernel length along time of the 3x3 convolutions (causal)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UNetConfig:
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+# The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow").
+SMALL = UNetConfig()
+# The paper's scale (~78 M parameters); a GPU model.
+FULL = UNetConfig(
+    channels=(64, 128, 256, 512, 512), blocks=2, up_blocks=3, mid_blocks=2, emb_dim=512, fourier_features=128
+)
+
+
+def frame_group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """GroupNorm with statistics per frame: over (channels of a group) x frequency, separately for every time step.
+
+    Frames are moved into the batch for torch's group_norm kernel (a reduction over strided dims is far slower on
+    CPU than the two transposes)."""
+    b, c, t, f = x.shape
+    y = F.group_norm(x.transpose(1, 2).reshape(b * t, c, f), norm.num_groups, norm.weight, norm.bias, norm.eps)
+    return y.view(b, t, c, f).transpose(1, 2).contiguous()
+
+
+class CausalConv(nn.Module):
+    """Conv2d over (time, frequency), causal in time: the past ``kt - 1`` frames come from the carried state (zeros
+    at the start of a stream, which is the offline past-side zero padding). Stride only along frequency."""
+
+    def __init__(self, c_in: int, c_out: int, kf: int, kt: int, stride_f: int = 1) -> None:
+        super().__init__()
+        pad_f = (kf - stride_f) // 2 if stride_f > 1 else kf // 2
+        self.conv = nn.Conv2d(c_in, c_out, (kt, kf), stride=(1, stride_f), padding=(0, pad_f))
+        self.context = kt - 1
+        self.name = ""  # set by CausalUNet: the key of this layer's state
+
+    def forward(self, x: torch.Tensor, state: StateFn) -> torch.Tensor:
+        if self.context:
+            x = state(self.name, self.context)(x) if state else F.pad(x, (0, 0, self.context, 0))
+        return self.conv(x)
+
+
+class CausalUpConv(nn.Module):
+    """Transposed 4x4 convolution, stride 2 along frequency, stride 1 and causal along time.
+
+    A stride-1 transposed convolution along time sums ``W_k * in[t - k]`` for k < kt: it needs the past kt - 1 input
+    frames, carried like a causal convolution's; the outputs for the chunk's frames are the fully overlapped ones."""
+
+    def __init__(self, c_in: int, c_out: int, kf: int = 4, kt: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(c_in, c_out, (kt, kf), stride=(1, 2), padding=(0, (kf - 2) // 2))
+        self.context = kt - 1
+        self.name = ""
+
+    def forward(self, x: torch.Tensor, state: StateFn) -> torch.Tensor:
+        t = x.shape[-2]
+        x = state(self.name, self.context)(x) if state else F.pad(x, (0, 0, self.context, 0))
+        return self.conv(x)[..., self.context : self.context + t, :]
+
+
+class ResBlock(nn.Module):
+    """GroupNorm (per frame) -> SiLU -> causal conv -> + embedding -> GroupNorm -> SiLU -> causal conv, residual."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int, kt: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = CausalConv(c_in, c_out, 3, kt)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.conv2 = CausalConv(c_out, c_out, 3, kt)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, state: StateFn) -> torch.Tensor:
+        # emb: (B, T, E) per frame -> (B, C, T, 1)
+        h = self.conv1(F.silu(frame_group_norm(x, self.norm1)), state)
+        h = h + self.emb(emb).transpose(1, 2)[..., None]
+        h = self.conv2(F.silu(frame_group_norm(h, self.norm2)), state)
+        return self.skip(x) + h
+
+
+class FourierEmbedding(nn.Module):
+    """Gaussian Fourier features: [sin(2 pi W c), cos(2 pi W c)] with fixed W ~ N(0, scale^2)."""
+
+    def __init__(self, dim_in: int, features: int, scale: float) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(dim_in, features) * scale)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        proj = 2 * math.pi * c @ self.freqs
+        return torch.cat([proj.sin(), proj.cos()], dim=-1)
+
+
+class CausalUNet(nn.Module):
+    """v = net(phi_t, x, t, poses), all per frame; see the module docstring."""
+
+    def __init__(self, config: UNetConfig = SMALL) -> None:
+        super().__init__()
+        self.config = cfg = config
+        ch, kt, g, e = cfg.channels, cfg.time_kernel, cfg.groups, cfg.emb_dim
+        self.t_features = FourierEmbedding(1, cfg.fourier_features, cfg.t_scale)
+        self.pose_features = FourierEmbedding(POSE_DIM, cfg.fourier_features, cfg.pose_scale)
+        self.emb_mlp = nn.Sequential(
+            nn.Linear(4 * cfg.fourier_features + POSE_DIM, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU()
+        )
+        bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
+        k = torch.arange(1, cfg.freq_channels // 2 + 1, dtype=torch.float32)
+        angles = math.pi * bins[None, :] * k[:, None]
+        self.register_buffer("freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False)
+        c_in = STATE_CHANNELS + COND_CHANNELS + cfg.freq_channels
+        self.conv_in = CausalConv(c_in, ch[0], 3, kt)
+        self.down_blocks = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        for i, c in enumerate(ch):
+            self.down_blocks.append(nn.ModuleList([ResBlock(c, c, e, g, kt) for _ in range(cfg.blocks)]))
+            if i < len(ch) - 1:
+                self.downs.append(CausalConv(c, ch[i + 1], 4, 4, stride_f=2))
+        self.mid = nn.ModuleList([ResBlock(ch[-1], ch[-1], e, g, kt) for _ in range(cfg.mid_blocks)])
+        self.ups = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(len(ch) - 1)):
+            self.ups.append(CausalUpConv(ch[i + 1], ch[i]))
+            blocks = [ResBlock(2 * ch[i], ch[i], e, g, kt)]
+            blocks += [ResBlock(ch[i], ch[i], e, g, kt) for _ in range(cfg.up_blocks - 1)]
+            self.up_blocks.append(nn.ModuleList(blocks))
+        self.norm_out = nn.GroupNorm(g, ch[0])
+        self.conv_out = CausalConv(ch[0], STATE_CHANNELS, 3, kt)
+        for name, module in self.named_modules():
+            if isinstance(module, CausalConv | CausalUpConv):
+                module.name = name
+
+    def causal_layers(self) -> list[str]:
+        return [m.name for m in self.modules() if isinstance(m, CausalConv | CausalUpConv)]
+
+    def embed(self, t: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """t (B,) or (B, T), poses (B, T, 14) -> (B, T, E)."""
+        b, n, _ = poses.shape
+        t = t.reshape(b, -1).expand(b, n) if t.ndim <= 1 or t.shape[-1] == 1 else t
+        feats = [self.t_features(t[..., None]), self.pose_features(poses), poses]
+        return self.emb_mlp(torch.cat(feats, dim=-1))
+
+    def forward(
+        self,
+        phi: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        poses: torch.Tensor,
+        state: StateFn = None,
+    ) -> torch.Tensor:
+        """phi (B, 4, T, F), x (B, 2, T, F), t (B,), poses (B, T, 14) -> v (B, 4, T, F); F = N_BINS."""
+        b, _, n, f = phi.shape
+        if f != N_BINS:
+            raise ValueError(f"the U-Net takes {N_BINS} frequency bins; got {f}")
+        emb = self.embed(t, poses)
+        h = torch.cat([phi, x, self.freq_pos.expand(b, -1, n, -1)], dim=1)
+        h = self.conv_in(h, state)
+        skips = []
+        for i, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, emb, state)
+            if i < len(self.downs):
+                skips.append(h)
+                h = self.downs[i](h, state)
+        for block in self.mid:
+            h = block(h, emb, state)
+        for up, blocks in zip(self.ups, self.up_blocks, strict=True):
+            h = up(h, state)
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb, state)
+        return self.conv_out(F.silu(frame_group_norm(h, self.norm_out)), state)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
