@@ -57,6 +57,11 @@ class NoiseSource(abc.ABC):
     def reseed(self, seed: int) -> None:
         """Draw new noise from ``seed`` (live seed changes)."""
 
+    def sample_for(self, slot: Slot, level: int, x0: torch.Tensor) -> torch.Tensor:
+        """Noise re-noising ``slot`` (whose clean estimate is ``x0``) to ``level``. Sources that depend on the slot
+        (noise keyed by the slot's identity, or the noise a flow model predicted for it) override this."""
+        return self.sample(level, slot.rows, x0)
+
 
 class FixedNoise(NoiseSource):
     """Stream Batch's noise: one tensor of (levels, rows, ...) drawn once from the seed and reused every step, so
@@ -205,7 +210,7 @@ class StaggeredWindow:
                 finished.append(slot)
             else:
                 nxt = slot.level + 1
-                slot.latent = self.schedule.add_noise(x0, self.noise.sample(nxt, slot.rows, x0), nxt)
+                slot.latent = self.schedule.add_noise(x0, self.noise.sample_for(slot, nxt, x0), nxt)
                 slot.level = nxt
                 staying.append(slot)
         self.slots = staying
