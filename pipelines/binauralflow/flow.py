@@ -92,7 +92,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.steps < 2 or self.steps % 2:
-            raise ParamError(f"steps must be an even number >= 2 (two evaluations per midpoint step); got {self.steps}")
+            raise ParamError(
+                f"steps must be an even number >= 2 (two evaluations per midpoint step); got {self.steps}"
+            )
         if self.nfe < 2 or self.nfe % 2 or self.nfe > self.steps:
             raise ParamError(f"nfe must be even, >= 2 and <= steps={self.steps}; got {self.nfe}")
 

@@ -23,7 +23,6 @@ import torch
 from pipelines.binauralflow.flow import Schedule
 from pipelines.binauralflow.model import CausalUNet, UNetConfig
 from pipelines.binauralflow.poses import (
-    IDENTITY_QUAT,
     Trajectory,
     load_trajectory,
     make_pose,
@@ -45,7 +44,12 @@ NOMINAL_CHUNK = 480  # 10 ms: the push size the latency is counted in; any size 
 
 PARAMS = ParamSet(
     (
-        Param("source_position", str, "1,0,0", help="speaker x,y,z in metres (listener frame: +x front, +y left)"),
+        Param(
+            "source_position",
+            str,
+            "1,0,0",
+            help="speaker x,y,z in metres (listener frame: +x front, +y left)",
+        ),
         Param("source_orientation", str, "1,0,0,0", help="speaker rotation quaternion qw,qx,qy,qz"),
         Param(
             "source_pose",
@@ -63,8 +67,24 @@ PARAMS = ParamSet(
             live=False,
             help="CSV of time_s + speaker and listener 7-DoF poses per row (overrides the constant poses)",
         ),
-        Param("nfe", int, 6, live=False, minimum=2, maximum=64, help="network evaluations (early skip: the last nfe of steps)"),
-        Param("steps", int, 12, live=False, minimum=2, maximum=64, help="evaluations of the full midpoint schedule"),
+        Param(
+            "nfe",
+            int,
+            6,
+            live=False,
+            minimum=2,
+            maximum=64,
+            help="network evaluations (early skip: the last nfe of steps)",
+        ),
+        Param(
+            "steps",
+            int,
+            12,
+            live=False,
+            minimum=2,
+            maximum=64,
+            help="evaluations of the full midpoint schedule",
+        ),
         Param("seed", int, 0, live=False, minimum=0, help="seed of the per-frame noise"),
     )
 )
@@ -107,8 +127,8 @@ class BinauralFlowGenerator(Generator):
         input_chunk=NOMINAL_CHUNK,
         output_chunk=NOMINAL_CHUNK,
         latency=LATENCY_SAMPLES,
-        # in nominal chunks: the STFT window reaches 511 samples ahead of an output sample (one 480-sample chunk)
-        lookahead=1,
+        # in nominal 480-sample chunks: an output sample depends on input up to 511 samples ahead (the STFT window)
+        lookahead=2,
     )
 
     def __init__(self, net: CausalUNet | None = None) -> None:
@@ -159,7 +179,9 @@ class BinauralFlowGenerator(Generator):
             speaker = make_pose(position, quat, "source_orientation")
         listener = parse_pose(params["listener_pose"], "listener_pose")
         if torch.linalg.vector_norm(speaker[:3] - listener[:3]) < 1e-3:
-            raise ParamError("the source and the listener are at the same point; move the source (source_position)")
+            raise ParamError(
+                "the source and the listener are at the same point; move the source (source_position)"
+            )
         return torch.cat([speaker, listener])
 
     def _poses(self, frames: torch.Tensor) -> torch.Tensor:
@@ -190,5 +212,7 @@ class BinauralFlowGenerator(Generator):
         while self._pending and (final or self._out.shape[-1] >= self._pending[0][1]):
             pts, n, time_base = self._pending.popleft()
             data, self._out = self._out[:, :n], self._out[:, n:]
-            outs.append(AudioFrame(data=data.contiguous(), sample_rate=SAMPLE_RATE, pts=pts, time_base=time_base))
+            outs.append(
+                AudioFrame(data=data.contiguous(), sample_rate=SAMPLE_RATE, pts=pts, time_base=time_base)
+            )
         return outs

@@ -124,7 +124,9 @@ def parse_mhr(data: bytes, *, source: str = "<bytes>") -> HrtfSet:
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         values = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / 8388608.0
     coeffs = values.reshape(n_ir, ir_size, ears)
-    delays = np.frombuffer(data, dtype=np.uint8, offset=pos + coeff_bytes).reshape(n_ir, ears).astype(np.int64)
+    delays = (
+        np.frombuffer(data, dtype=np.uint8, offset=pos + coeff_bytes).reshape(n_ir, ears).astype(np.int64)
+    )
     # The first field only: the nearest one in a MinPHR02 file (fields are stored nearest first).
     distance, az_counts = fields[0]
     n_first = sum(az_counts)

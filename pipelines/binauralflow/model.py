@@ -78,7 +78,9 @@ def frame_group_norm(x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     Frames are moved into the batch for torch's group_norm kernel (a reduction over strided dims is far slower on
     CPU than the two transposes)."""
     b, c, t, f = x.shape
-    y = F.group_norm(x.transpose(1, 2).reshape(b * t, c, f), norm.num_groups, norm.weight, norm.bias, norm.eps)
+    y = F.group_norm(
+        x.transpose(1, 2).reshape(b * t, c, f), norm.num_groups, norm.weight, norm.bias, norm.eps
+    )
     return y.view(b, t, c, f).transpose(1, 2).contiguous()
 
 
@@ -164,7 +166,9 @@ class CausalUNet(nn.Module):
         bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
         k = torch.arange(1, cfg.freq_channels // 2 + 1, dtype=torch.float32)
         angles = math.pi * bins[None, :] * k[:, None]
-        self.register_buffer("freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False)
+        self.register_buffer(
+            "freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False
+        )
         c_in = STATE_CHANNELS + COND_CHANNELS + cfg.freq_channels
         self.conv_in = CausalConv(c_in, ch[0], 3, kt)
         self.down_blocks = nn.ModuleList()

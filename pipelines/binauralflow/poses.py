@@ -153,7 +153,7 @@ def load_trajectory(path: str | Path) -> Trajectory:
             listener.append(make_pose(row[8:11], row[11:15], f"{path} row {k + 1} listener"))
         except ParamError as exc:
             raise InputError(str(exc)) from exc
-    return Trajectory(data[:, 0], torch.stack(speaker), torch.stack(listener))
+    return Trajectory(data[:, 0].contiguous(), torch.stack(speaker), torch.stack(listener))
 
 
 def _is_number(text: str) -> bool:

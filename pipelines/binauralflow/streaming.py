@@ -136,7 +136,9 @@ class BinauralStreamer:
         return torch.cat([out.reshape(2, -1), rest.reshape(2, -1)], dim=-1)
 
 
-def render_offline(net: CausalUNet, mono: torch.Tensor, schedule: Schedule, seed: int, poses: PoseFn) -> torch.Tensor:
+def render_offline(
+    net: CausalUNet, mono: torch.Tensor, schedule: Schedule, seed: int, poses: PoseFn
+) -> torch.Tensor:
     """The whole signal at once: (1, S) -> (2, S). The reference the stream must reproduce."""
     spec = stft(mono, N_FFT, HOP, padding="causal")
     out = FrameRenderer(net, schedule, seed, poses)(spec, stateful=False)
