@@ -81,3 +81,36 @@ def contract_params(cases: list[Case], generator_cls: type[Generator]) -> list:
             if contract.applies(check, case):
                 out.append(pytest.param(check, case, id=f"{case.id}-{check.__name__.removeprefix('check_')}"))
     return out
+
+
+def tiny_streamdit(root: Path, streamdit: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    from pipelines.streamdit.pipeline import NAME, StreamDiTConfig, folder_config
+    from streamrt.video.dit import VideoDiT
+    from streamrt.video.folder import save_folder
+
+    key = (str(root), f"sd-{streamdit}-{seed}")
+    if key not in _FOLDERS:
+        torch.manual_seed(seed)
+        dc = tiny_dit_config()
+        tc, text, cc, codec = _text_and_codec()
+        cfg = StreamDiTConfig(
+            **(
+                streamdit
+                or {
+                    "ref_frames": 1,
+                    "num_chunks": 3,
+                    "chunk_frames": 2,
+                    "micro_steps": 1,
+                    "window": [3, 1, 1],
+                }
+            )
+        )
+        folder = root / f"tiny-streamdit-{len(_FOLDERS)}"
+        save_folder(
+            folder,
+            NAME,
+            folder_config(dc, tc, cc, cfg, SIZE),
+            {"transformer": VideoDiT(dc), "text": text, "codec": codec},
+        )
+        _FOLDERS[key] = folder
+    return _FOLDERS[key]

@@ -74,7 +74,7 @@ class RollingForcing:
         self.next_block = 0
         self.windows = 0
         self.context: torch.Tensor | None = None  # embedded text of the current pass
-        self.history: deque[WindowRecord] = deque(maxlen=32)
+        self.history: deque[WindowRecord] = deque(maxlen=16)
         self.condition = lambda: torch.zeros(0)
 
     @property

@@ -2,11 +2,11 @@
 
 - Output is driven by ticks (``pull``): each tick returns exactly one frame, at the tick's pts. Frames are produced a
   chunk at a time by the subclass's ``step()`` (one or more model passes -> clean latents) and decoded to pixels by a
-  **decode worker thread** (``DecodeWorker``): while it decodes chunk i, the model thread already computes chunk i+1.
+  **decode worker thread** (``DecodeWorker``): while it decodes chunk i, the model thread computes chunk i+1.
 - A pushed ``TextFrame`` changes the prompt at that point of the stream (and yields that tick's frame).
 - Live prompt changes blend over ``prompt_transition`` model passes (``streamrt.prompts.PromptTransition``, slerp).
-- Everything the stream holds is bounded: at most one chunk of frames waiting and ``DecodeWorker.depth`` chunks in
-  decoding; model state (windows, caches) is bounded by each method.
+- Everything the stream holds is bounded: one chunk of frames waiting and one chunk of latents computed ahead;
+  model state (windows, caches) is bounded by each method.
 """
 
 from __future__ import annotations
@@ -36,32 +36,20 @@ def common_params(default_prompt: str) -> tuple[Param, ...]:
 
 
 class DecodeWorker:
-    """Decodes latent chunks on its own thread, results in submission order; at most ``depth`` chunks in flight."""
+    """Decodes latent chunks on its own thread (one at a time, in order)."""
 
-    def __init__(self, decode, depth: int = 2) -> None:
+    def __init__(self, decode) -> None:
         self.decode = decode
-        self.depth = depth
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrt-decode")
-        self.pending: deque[Future] = deque()
 
     def _run(self, latents: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # inference mode is per thread
             return self.decode(latents)
 
-    def submit(self, latents: torch.Tensor) -> None:
-        if len(self.pending) >= self.depth:
-            raise RuntimeError(f"decode worker: {self.depth} chunks in flight already")
-        self.pending.append(self.pool.submit(self._run, latents))
-
-    def take(self) -> torch.Tensor:
-        return self.pending.popleft().result()
-
-    def clear(self) -> None:
-        while self.pending:
-            self.pending.popleft().result()
+    def start(self, latents: torch.Tensor) -> Future:
+        return self.pool.submit(self._run, latents)
 
     def close(self) -> None:
-        self.clear()
         self.pool.shutdown(wait=True)
 
 
@@ -73,6 +61,10 @@ class TextToVideoGenerator(Generator):
         super().__init__()
         self.decoder = DecodeWorker(self.decode)
         self.frames: deque[torch.Tensor] = deque()
+        self.ahead: torch.Tensor | None = (
+            None  # the next chunk's latents, computed while the last one decoded
+        )
+        self.decoded: torch.Tensor | None = None  # the chunk whose frames are going out
         self.cond: PromptTransition | None = None
         self.chunks_out = 0
         self.passes_with: list[torch.Tensor] | None = None  # tests may record the conditioning of every pass
@@ -108,7 +100,7 @@ class TextToVideoGenerator(Generator):
 
     # ------------------------------------------------------------------ the contract
     def on_prepare(self) -> None:
-        self.decoder.clear()
+        self.ahead = self.decoded = None
         self.frames.clear()
         self.chunks_out = 0
         self.cond = PromptTransition(self.encode_prompt(self.params["prompt"]))
@@ -130,12 +122,14 @@ class TextToVideoGenerator(Generator):
     def generate(self, pts: int, time_base: Fraction) -> list[DataFrame]:
         if not self.frames:
             with torch.inference_mode():
-                if not self.decoder.pending:
-                    self.decoder.submit(self.step())
-                if self.chunks_out > 0 and len(self.decoder.pending) < self.decoder.depth:
-                    # Prefetch: the model computes the next chunk while the decode thread decodes this one.
-                    self.decoder.submit(self.step())
-                self.frames.extend(self.decoder.take().unbind(0))
+                latents = self.ahead if self.ahead is not None else self.step()
+                decoding = self.decoder.start(latents)
+                # From the second chunk on, the model computes the next chunk while this one decodes; the first
+                # chunk goes out without waiting for a second model step (first-frame latency).
+                self.ahead = self.step() if self.chunks_out > 0 else None
+                # Kept until the next chunk replaces it: the stream holds the same bytes whatever the phase.
+                self.decoded = decoding.result()
+                self.frames.extend(self.decoded.unbind(0))
                 self.chunks_out += 1
         image = self.frames.popleft()
         return [VideoFrame.from_float(image, pts=pts, time_base=time_base)]
