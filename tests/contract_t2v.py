@@ -114,3 +114,52 @@ def tiny_streamdit(root: Path, streamdit: dict[str, Any] | None = None, seed: in
         )
         _FOLDERS[key] = folder
     return _FOLDERS[key]
+
+
+def tiny_unet():
+    from diffusers import UNet3DConditionModel
+
+    return UNet3DConditionModel(
+        sample_size=4, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(16, 16), layers_per_block=1, norm_num_groups=8, cross_attention_dim=16, attention_head_dim=8,
+    )  # fmt: skip
+
+
+def tiny_streamingt2v(root: Path, seed: int = 0, randomize: bool = True) -> Path:
+    """A StreamingT2V folder: tiny UNet3D base; CAM/APM with their zero initialisations perturbed (``randomize``),
+    so that the conditioning actually acts in the tests."""
+    from pipelines.streamingt2v.model import StreamingT2VConfig, StreamingT2VModel
+    from pipelines.streamingt2v.pipeline import NAME, folder_config
+    from streamrt.video.folder import save_folder
+
+    key = (str(root), f"st-{seed}-{randomize}")
+    if key not in _FOLDERS:
+        torch.manual_seed(seed)
+        tc, text, cc, codec = _text_and_codec()
+        cfg = StreamingT2VConfig(
+            chunk_frames=4,
+            cond_frames=2,
+            apm_tokens=2,
+            cam_heads=2,
+            steps=2,
+            guidance_scale=1.0,
+            text_tokens=tc.max_words,
+        )
+        unet = tiny_unet()
+        model = StreamingT2VModel(unet, cfg)
+        if randomize:
+            with torch.no_grad():
+                for m in (model.cam, model.apm):
+                    for name, p in m.named_parameters():
+                        if name.endswith(("proj_out.weight", "frame_encoder.2.weight")) or name == "alphas":
+                            p.copy_(torch.randn_like(p) * 0.5)
+        folder = root / f"tiny-streamingt2v-{len(_FOLDERS)}"
+        save_folder(
+            folder,
+            NAME,
+            folder_config(unet.config, tc, cc, cfg, SIZE),
+            {"unet": unet, "cam": model.cam, "apm": model.apm, "text": text, "codec": codec},
+        )
+        _FOLDERS[key] = folder
+    return _FOLDERS[key]
