@@ -30,7 +30,7 @@ from pipelines.binauralflow.flow import SIGMA, complex_to_channels, flow_matchin
 from pipelines.binauralflow.generator import CONFIG, DEFAULT_MODEL, WEIGHTS
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
 from pipelines.binauralflow.model import N_BINS, SMALL, CausalUNet, UNetConfig, count_parameters
-from pipelines.binauralflow.simulate import LISTENER, ROOM, render, sample_position, speaker_pose
+from pipelines.binauralflow.simulate import LISTENER, ROOM, convolve, room_ir, sample_position, speaker_pose
 from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, default=Path("runs/speech"), help="cache of synthesised utterances"
     )
     parser.add_argument("--utterances", type=int, default=600, help="espeak-ng training utterances")
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps")
-    parser.add_argument("--batch", type=int, default=4, help="segments per step")
-    parser.add_argument("--frames", type=int, default=128, help="STFT frames per segment (hop 128 at 48 kHz)")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
+    parser.add_argument("--batch", type=int, default=8, help="segments per step (each at its own position)")
+    parser.add_argument("--frames", type=int, default=64, help="STFT frames per segment (hop 128 at 48 kHz)")
     parser.add_argument(
         "--lr", type=float, default=2e-3, help="AdamW learning rate (cosine, 50 warm-up steps)"
     )
@@ -80,16 +80,17 @@ class PairSampler:
         mono = self.utterances[self.rng.integers(len(self.utterances))]
         mono = mono * 10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20)
         position = sample_position(self.rng)
-        binaural = render(mono, position, self.hrtf, ROOM)
+        ir = room_ir(position, self.hrtf, ROOM)
         n = self.frames * HOP
-        total = mono.shape[-1]
-        if total < n:
-            mono = torch.nn.functional.pad(mono, (0, n - total))
-            binaural = torch.nn.functional.pad(binaural, (0, n - total))
-            total = n
-        start = int(self.rng.integers(0, total - n + 1)) // HOP * HOP
-        x = stft(mono[:, start : start + n], N_FFT, HOP, padding="causal")[:, :N_BINS]  # (1, F, T)
-        y = stft(binaural[:, start : start + n], N_FFT, HOP, padding="causal")[:, :N_BINS]  # (2, F, T)
+        if mono.shape[-1] < n:
+            mono = torch.nn.functional.pad(mono, (0, n - mono.shape[-1]))
+        start = int(self.rng.integers(0, mono.shape[-1] - n + 1)) // HOP * HOP
+        # render only the segment, with as much past as the room response is long (the full convolution's values)
+        past = min(start, ir.shape[-1])
+        binaural = convolve(mono[:, start - past : start + n], ir)[:, past:]
+        segment = mono[:, start : start + n]
+        x = stft(segment, N_FFT, HOP, padding="causal")[:, :N_BINS]  # (1, F, T)
+        y = stft(binaural, N_FFT, HOP, padding="causal")[:, :N_BINS]  # (2, F, T)
         poses = torch.cat([speaker_pose(position, self.rng), LISTENER]).expand(self.frames, -1)
         return (
             complex_to_channels(x.transpose(-1, -2)[None])[0],
@@ -162,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         losses.append(float(loss.detach()))
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step % 100 == 99:
+            log.info("step %d: loss %.4f (mean of the last 100)", step + 1, np.mean(losses[-100:]))
     train_seconds = time.time() - started
     recipe = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("handler",)
