@@ -11,6 +11,7 @@ functions that raise ``AssertionError``, so the harness itself can be tested aga
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import math
@@ -311,6 +312,17 @@ def index_by_pts(inputs: list[Frame]) -> dict[int, int]:
     return {f.pts: i for i, f in enumerate(inputs)}
 
 
+def input_at(inputs: list[Frame], pts: int) -> int:
+    """Index of the input whose span holds ``pts`` (audio outputs may be re-chunked: their pts fall inside inputs)."""
+    starts = [f.pts for f in inputs]
+    return max(bisect.bisect_right(starts, pts) - 1, 0)
+
+
+def audio_samples(outputs: list[DataFrame]) -> torch.Tensor:
+    """Re-chunked audio outputs joined into one (channels, samples) signal."""
+    return torch.cat([o.data for o in outputs], dim=-1)
+
+
 # ---------------------------------------------------------------------- the checks
 def check_shapes_and_timestamps(case: Case, ws: Workspace) -> None:
     gen = case.build(ws)
@@ -397,7 +409,7 @@ def check_latency(case: Case, ws: Workspace) -> None:
     r = run(gen, inputs)
     where = index_by_pts(inputs)
     for o, k in zip(r.outputs, r.emitted_at, strict=True):
-        i = where[o.pts]
+        i = input_at(inputs, o.pts) if case.feed is MediaKind.AUDIO else where[o.pts]
         if i + latency < len(inputs):
             assert k <= i + latency, (
                 f"output for input {i} came out at input {k}; the declared latency is {latency} "
@@ -416,6 +428,22 @@ def check_lookahead(case: Case, ws: Workspace) -> None:
     changed[j] = case.input(j, variant=1)
     a = run(gen, inputs).outputs
     b = run(case.build(ws), changed).outputs
+    if case.feed is MediaKind.AUDIO:
+        # lookahead is declared in the spec's nominal chunks (input_chunk samples): convert to this case's chunks
+        lookahead = math.ceil(lookahead * max(gen.spec.input_chunk, 1) / case.chunk)
+        # re-chunked audio: compare samples, those of inputs before j - lookahead and those of input j
+        sa, sb = audio_samples(a), audio_samples(b)
+        base = inputs[0].pts
+        cut = inputs[j - lookahead].pts - base if j - lookahead > 0 else 0
+        assert cut > 0, "no outputs before the changed input"
+        assert torch.equal(sa[..., :cut], sb[..., :cut]), (
+            f"outputs before input {j - lookahead} changed with input {j} changed (lookahead {lookahead})"
+        )
+        lo, hi = inputs[j].pts - base, inputs[j].pts - base + inputs[j].samples
+        assert not torch.equal(sa[..., lo:hi], sb[..., lo:hi]), (
+            f"changing input {j} did not change its output: the comparison above proves nothing"
+        )
+        return
     where = index_by_pts(inputs)
     earlier_a = [o for o in a if where[o.pts] < j - lookahead]
     earlier_b = [o for o in b if where[o.pts] < j - lookahead]
@@ -537,20 +565,18 @@ def check_wrong_audio(case: Case, ws: Workspace) -> None:
     gen = case.build(ws)
     spec = gen.spec
     assert spec.sample_rate is not None or spec.channels is not None
-    if spec.sample_rate is not None:
-        wrong_rate = spec.sample_rate // 2 + 1
-        frame = AudioFrame(data=torch.zeros(spec.channels or 1, case.chunk), sample_rate=wrong_rate)
+    # the format for the current parameters (a generator's rate may depend on one, e.g. AP-BWE's target_rate)
+    rate, channels = gen.audio_input_format()
+    if rate is not None:
+        wrong_rate = rate // 2 + 1
+        frame = AudioFrame(data=torch.zeros(channels or 1, case.chunk), sample_rate=wrong_rate)
         with pytest.raises(InputError) as info:
             gen.push(frame)
         msg = str(info.value)
-        assert str(wrong_rate) in msg and str(spec.sample_rate) in msg, (
-            f"the message does not name the rates: {msg}"
-        )
-    if spec.channels is not None:
-        wrong = spec.channels + 1
-        frame = AudioFrame(
-            data=torch.zeros(wrong, case.chunk), sample_rate=spec.sample_rate or case.sample_rate
-        )
+        assert str(wrong_rate) in msg and str(rate) in msg, f"the message does not name the rates: {msg}"
+    if channels is not None:
+        wrong = channels + 1
+        frame = AudioFrame(data=torch.zeros(wrong, case.chunk), sample_rate=rate or case.sample_rate)
         with pytest.raises(InputError) as info:
             gen.push(frame)
         msg = str(info.value)
