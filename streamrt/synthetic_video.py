@@ -117,29 +117,41 @@ def centre(spec: ClipSpec, t: int) -> tuple[float, float]:
 
 def _shape_mask(spec: ClipSpec, t: int, size: int) -> torch.Tensor:
     cx, cy = centre(spec, t)
-    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    yy, xx = _grid(size)
     r = spec.radius * size
-    mask = torch.zeros(size, size, dtype=torch.bool)
-    # draw at the wrapped positions too, so a shape leaving one edge enters at the other
-    for ox in (-size, 0, size):
-        for oy in (-size, 0, size):
-            dx, dy = xx - (cx * size + ox), yy - (cy * size + oy)
-            if spec.shape == "circle":
-                m = dx**2 + dy**2 <= r**2
-            elif spec.shape == "square":
-                m = (dx.abs() <= r * 0.85) & (dy.abs() <= r * 0.85)
-            else:  # triangle, apex up
-                m = (dy <= r) & (dy >= -r) & (dx.abs() <= (dy + r) * 0.55)
-            mask |= m
-    return mask
+    # offsets taken modulo the size: a shape leaving one edge enters at the other
+    dx = (xx - cx * size + size / 2) % size - size / 2
+    dy = (yy - cy * size + size / 2) % size - size / 2
+    if spec.shape == "circle":
+        return dx**2 + dy**2 <= r**2
+    if spec.shape == "square":
+        return (dx.abs() <= r * 0.85) & (dy.abs() <= r * 0.85)
+    return (dy <= r) & (dy >= -r) & (dx.abs() <= (dy + r) * 0.55)  # triangle, apex up
+
+
+_GRIDS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+_BACKGROUNDS: dict[tuple[str, int], torch.Tensor] = {}
+
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if size not in _GRIDS:
+        _GRIDS.clear()
+        yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        _GRIDS[size] = (yy, xx)
+    return _GRIDS[size]
 
 
 def render_frame(spec: ClipSpec, t: int, size: int) -> torch.Tensor:
     """(size, size, 3) uint8 frame t of the clip."""
-    img = _background(spec.texture, size).clone()
+    key = (spec.texture, size)
+    if key not in _BACKGROUNDS:
+        if len(_BACKGROUNDS) > 16:
+            _BACKGROUNDS.clear()
+        _BACKGROUNDS[key] = _background(spec.texture, size).round().to(torch.uint8)
+    img = _BACKGROUNDS[key].clone()
     mask = _shape_mask(spec, t, size)
-    img[mask] = torch.tensor(COLOURS[spec.colour], dtype=img.dtype)
-    return img.round().clamp(0, 255).to(torch.uint8)
+    img[mask] = torch.tensor(COLOURS[spec.colour], dtype=torch.uint8)
+    return img
 
 
 def render_clip(spec: ClipSpec, frames: int, size: int, start: int = 0) -> torch.Tensor:

@@ -18,6 +18,7 @@ class CodecConfig:
     latent_channels: int = 4
     width: int = 32  # channels of the first stage; doubled per downsampling
     levels: int = 3  # downsampling by 2 per level: 3 -> 8x
+    latent_scale: float = 1.0  # latents are divided by it, so the diffusion models see unit-scale latents
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,8 +56,8 @@ class FrameCodec(nn.Module):
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, C, H/8, W/8)."""
-        return self.encoder(frames * 2 - 1)
+        return self.encoder(frames * 2 - 1) / self.cfg.latent_scale
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) -> (N, 3, 8h, 8w) in [0, 1]."""
-        return (self.decoder(latents).clamp(-1, 1) + 1) / 2
+        return (self.decoder(latents * self.cfg.latent_scale).clamp(-1, 1) + 1) / 2

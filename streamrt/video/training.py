@@ -1,0 +1,150 @@
+"""Pieces every text-to-video recipe shares: synthetic data, the frame codec's training, the word encoder's
+vocabulary, latents, evaluation of prompt following on held-out phrasings.
+
+Recipes (``pipelines/<name>/train.py``) call these and add their method's objective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from streamrt.synthetic_video import COLOURS, MOTIONS, VideoDataset, all_captions, make_dataset, measure
+from streamrt.video.codec import CodecConfig, FrameCodec
+from streamrt.video.text import TextConfig, WordTextEncoder, build_vocab
+
+log = logging.getLogger(__name__)
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, name: str, size: int, clips: int, frames: int
+) -> None:
+    from streamrt.video.folder import default_folder
+
+    parser.add_argument("--out", type=Path, default=default_folder(name), help="model folder to write")
+    parser.add_argument("--size", type=int, default=size, help="frame size in pixels (square)")
+    parser.add_argument("--clips", type=int, default=clips, help="synthetic training clips")
+    parser.add_argument("--frames", type=int, default=frames, help="frames per training clip")
+    parser.add_argument("--codec-steps", type=int, default=1500, help="frame autoencoder training steps")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the 2-core budget)")
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke run: a few steps on tiny data (never committed)"
+    )
+
+
+def apply_quick(args: argparse.Namespace, **overrides) -> None:
+    """``--quick``: tiny sizes and a few steps, so CI exercises the whole recipe in seconds."""
+    if args.quick:
+        defaults = {"size": 32, "clips": 6, "frames": 8, "codec_steps": 3, "batch": 2, "threads": 1}
+        defaults.update(overrides)
+        for k, v in defaults.items():
+            setattr(args, k, v)
+
+
+@dataclass
+class Data:
+    train: VideoDataset
+    text: WordTextEncoder
+    codec: FrameCodec
+    latents: torch.Tensor  # (N, T, C, h, w)
+
+
+def infinite_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    while True:
+        yield from torch.randperm(n, generator=gen).split(batch)
+
+
+def train_codec(
+    clips: torch.Tensor, cfg: CodecConfig, steps: int, batch: int, lr: float, seed: int
+) -> tuple[FrameCodec, float]:
+    """Reconstruction training on single frames; returns the codec and its last-100-step MSE (pixels in [0, 1])."""
+    torch.manual_seed(seed)
+    codec = FrameCodec(cfg)
+    frames = clips.flatten(0, 1)  # (N*T, H, W, 3)
+    opt = torch.optim.AdamW(codec.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    batches = infinite_batches(frames.shape[0], batch * 4, gen)
+    losses = []
+    for _ in tqdm(range(steps), desc="codec", leave=False):
+        x = frames[next(batches)].permute(0, 3, 1, 2).float() / 255
+        z = codec.encode(x)
+        loss = F.mse_loss(codec.decode(z), x) + 1e-4 * z.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    tail = losses[-100:]
+    return codec.eval(), sum(tail) / max(1, len(tail))
+
+
+@torch.no_grad()
+def encode_clips(codec: FrameCodec, clips: torch.Tensor) -> torch.Tensor:
+    n, t = clips.shape[:2]
+    x = clips.flatten(0, 1).permute(0, 3, 1, 2).float() / 255
+    z = torch.cat([codec.encode(part) for part in x.split(256)])
+    return z.view(n, t, *z.shape[1:])
+
+
+def prepare_data(
+    args: argparse.Namespace, text_dim: int, codec_cfg: CodecConfig, max_words: int = 16
+) -> tuple[Data, dict]:
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # drawing frames is many tiny ops: threads only add overhead
+    train = make_dataset(args.clips, args.frames, args.size, seed=args.seed)
+    torch.set_num_threads(threads)
+    vocab = build_vocab(all_captions())
+    torch.manual_seed(args.seed)
+    text = WordTextEncoder(
+        TextConfig(
+            vocab=vocab, dim=text_dim, max_words=max_words, layers=1, heads=4 if text_dim % 4 == 0 else 1
+        )
+    )
+    codec, codec_mse = train_codec(train.clips, codec_cfg, args.codec_steps, args.batch, args.lr, args.seed)
+    latents = encode_clips(codec, train.clips)
+    # unit-scale latents: the flow/diffusion noise is N(0, 1), so the data should be on the same scale
+    codec.cfg.latent_scale = float(latents.std())
+    latents = latents / codec.cfg.latent_scale
+    metrics = {
+        "codec_mse": codec_mse,
+        "latent_scale": codec.cfg.latent_scale,
+        "data_seconds": time.perf_counter() - started,
+    }
+    return Data(train, text, codec, latents), metrics
+
+
+def evaluate_following(
+    render: Callable[[str], torch.Tensor], n: int, frames: int, size: int, seed: int = 1234
+) -> dict:
+    """Prompt following on HELD-OUT phrasings: generate ``frames`` frames per prompt with ``render(prompt)`` ->
+    (T, H, W, 3) uint8, read colour and motion back with ``synthetic_video.measure``; accuracies against the prompt."""
+    held = make_dataset(n, 2, 16, seed=seed, held_out=True)
+    colour_ok = motion_ok = 0
+    for caption, spec in zip(held.captions, held.specs, strict=True):
+        m = measure(render(caption))
+        colour_ok += m.colour == spec.colour
+        motion_ok += m.motion == spec.motion
+    return {
+        "held_out_prompts": n,
+        "colour_accuracy": colour_ok / n,
+        "motion_accuracy": motion_ok / n,
+        "chance_colour": 1 / len(COLOURS),
+        "chance_motion": 1 / len(MOTIONS),
+    }
+
+
+def write_metrics(out: Path, metrics: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
