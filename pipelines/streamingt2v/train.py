@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         cond = clip[:, :, args.chunk_frames - args.cond_frames : args.chunk_frames]
         target = clip[:, :, args.chunk_frames - args.cond_frames :]
         anchor = clip[:, :, 0]
-        loss = eps_loss(lambda x, t, c: model(x, t, c, cond, anchor), target, caps)
+        loss = eps_loss(lambda x, t, c, cond=cond, anchor=anchor: model(x, t, c, cond, anchor), target, caps)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(cparams, 1.0)
