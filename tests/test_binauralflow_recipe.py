@@ -14,6 +14,7 @@ from pipelines.binauralflow import bench, train
 from pipelines.binauralflow.evaluate import interaural, model_render
 from pipelines.binauralflow.generator import BinauralFlowGenerator, read_model
 from pipelines.binauralflow.model import CausalUNet
+from pipelines.binauralflow.simulate import SPEECH_RMS
 from streamrt.frames import AudioFrame
 
 
@@ -82,7 +83,7 @@ def test_trained_default_puts_a_left_source_in_the_left_ear():
         mono = speech.corpus("runs/speech/test-probe", 1, engine="espeak", sample_rate=48_000, seed=4242)[0]
     else:  # pragma: no cover - CI installs espeak-ng
         pytest.skip("espeak-ng is not installed")
-    mono = mono / mono.pow(2).mean().sqrt() * 0.05
+    mono = mono / mono.pow(2).mean().sqrt() * SPEECH_RMS
     for side in (1.0, -1.0):
         ild, lead = interaural(model_render(net, mono, np.array([0.0, 1.5 * side, 0.0])))
         assert side * ild > 1.0 and side * lead > 0, (side, ild, lead)

@@ -27,12 +27,10 @@ from pipelines.binauralflow.flow import Schedule
 from pipelines.binauralflow.generator import read_model
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
 from pipelines.binauralflow.model import CausalUNet
-from pipelines.binauralflow.simulate import LISTENER, ROOM, dsp_render, render, sample_position
+from pipelines.binauralflow.simulate import LISTENER, ROOM, SPEECH_RMS, dsp_render, render, sample_position
 from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE, render_offline
 
 log = logging.getLogger(__name__)
-
-SPEECH_RMS = 0.05
 
 
 def metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

@@ -30,13 +30,20 @@ from pipelines.binauralflow.flow import SIGMA, complex_to_channels, flow_matchin
 from pipelines.binauralflow.generator import CONFIG, DEFAULT_MODEL, WEIGHTS
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
 from pipelines.binauralflow.model import N_BINS, SMALL, CausalUNet, UNetConfig, count_parameters
-from pipelines.binauralflow.simulate import LISTENER, ROOM, convolve, room_ir, sample_position, speaker_pose
+from pipelines.binauralflow.simulate import (
+    LISTENER,
+    ROOM,
+    SPEECH_RMS,
+    convolve,
+    room_ir,
+    sample_position,
+    speaker_pose,
+)
 from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 TINY = UNetConfig(channels=(4, 8, 8, 8, 8), emb_dim=16, fourier_features=8)
-SPEECH_RMS = 0.05  # utterances are normalised to this level, then scaled by a random gain (see --gain-db)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr", type=float, default=2e-3, help="AdamW learning rate (cosine, 50 warm-up steps)"
     )
     parser.add_argument("--ema", type=float, default=0.995, help="decay of the weight average that is saved")
-    parser.add_argument("--gain-db", type=float, default=6.0, help="random level range +-dB around -26 dBFS")
+    parser.add_argument("--gain-db", type=float, default=6.0, help="random level range +-dB around -20 dBFS")
+    parser.add_argument(
+        "--save-every", type=int, default=100, help="write the averaged weights every N steps"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--hrtf", type=Path, default=DEFAULT_MHR, help="OpenAL Soft .mhr HRTF file")
@@ -165,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % 100 == 99:
             log.info("step %d: loss %.4f (mean of the last 100)", step + 1, np.mean(losses[-100:]))
+        if args.save_every and step % args.save_every == args.save_every - 1 and step + 1 < steps:
+            # a usable model while training goes on (the recipe's result is the final one below)
+            save_model(ema, args.out, {"parameters": count_parameters(ema), "steps_done": step + 1})
     train_seconds = time.time() - started
     recipe = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("handler",)
