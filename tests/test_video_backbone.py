@@ -142,6 +142,9 @@ def test_dit_equals_diffusers_wan():
     )
     ours = VideoDiT(cfg).eval()
     ours.load_state_dict(_official_from_diffusers(ref.state_dict()), strict=True)
+    from pipelines.rolling_forcing.wan import diffusers_to_official
+
+    assert diffusers_to_official(ref.state_dict()).keys() == _official_from_diffusers(ref.state_dict()).keys()
     x = torch.randn(1, 4, 3, 4, 6)
     ctx = torch.randn(1, 5, 16)
     t = torch.tensor([637.0])

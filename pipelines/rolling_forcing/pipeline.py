@@ -21,9 +21,9 @@ import torch
 
 from buffers.kv_cache import LayerCaches
 from pipelines.rolling_forcing.model import RollingAttention, RollingConfig, load_official
-from streamrt.errors import ModelLoadError
+from streamrt.errors import ModelLoadError, ParamError
 from streamrt.generator import GeneratorSpec, MediaKind
-from streamrt.params import ParamSet
+from streamrt.params import Param, ParamSet
 from streamrt.video.codec import CodecConfig, FrameCodec
 from streamrt.video.dit import DiTConfig, VideoDiT
 from streamrt.video.flow import FlowLevels, KeyedFreshNoise, shifted_sigmas
@@ -55,22 +55,23 @@ class RollingForcing:
     def __init__(
         self,
         dit: VideoDiT,
-        text: WordTextEncoder | None,
-        codec: FrameCodec,
+        text: Any,
+        codec: Any,
         cfg: RollingConfig,
         latent_hw: tuple[int, int],
+        *,
+        scale: int = 8,
     ) -> None:
+        """``text.encode(list[str])`` gives the conditioning (the word encoder, or umT5); ``codec.decode`` turns the
+        emitted latents into frames (the frame codec, or Wan's streaming VAE decoder); ``scale`` = pixels per latent."""
         cfg.validate()
         self.dit, self.text, self.codec, self.cfg = dit.eval(), text, codec.eval(), cfg
-        self.latent_hw = latent_hw
+        self.native_hw = latent_hw
+        self.scale = scale
         self.schedule = FlowLevels(shifted_sigmas(cfg.timesteps, cfg.shift))
         self.noise = KeyedFreshNoise(0)
         self.window = StaggeredWindow(self.schedule, self.noise, self.denoise)
-        pt, ph, pw = dit.cfg.patch_size
-        tokens = (latent_hw[0] // ph) * (latent_hw[1] // pw)
-        self.caches = LayerCaches(
-            dit.cfg.num_layers, tokens, sink_frames=cfg.sink_frames, capacity_frames=cfg.cache_frames
-        )
+        self.resize(latent_hw)
         self.next_block = 0
         self.windows = 0
         self.context: torch.Tensor | None = None  # embedded text of the current pass
@@ -81,7 +82,23 @@ class RollingForcing:
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.dit.cfg.in_dim, *self.latent_hw)
 
+    def resize(self, latent_hw: tuple[int, int]) -> None:
+        """Latent frame size of the stream; the caches are sized for its tokens per frame."""
+        _, ph, pw = self.dit.cfg.patch_size
+        if latent_hw[0] % ph or latent_hw[1] % pw:
+            raise ParamError(f"the latent size {latent_hw} must be a multiple of the patch size {(ph, pw)}")
+        self.latent_hw = latent_hw
+        tokens = (latent_hw[0] // ph) * (latent_hw[1] // pw)
+        self.caches = LayerCaches(
+            self.dit.cfg.num_layers,
+            tokens,
+            sink_frames=self.cfg.sink_frames,
+            capacity_frames=self.cfg.cache_frames,
+        )
+
     def start(self, seed: int) -> None:
+        if hasattr(self.codec, "reset"):
+            self.codec.reset()  # a streaming decoder's causal cache belongs to the stream
         self.window.reset()
         self.caches.reset()
         self.noise.reseed(seed)
@@ -159,9 +176,17 @@ class RollingForcingGenerator(TextToVideoGenerator):
         description="Rolling Forcing text-to-video: a 5-block rolling window with an attention sink (Wan2.1 layout).",
         inputs=(MediaKind.TEXT,),
         outputs=(MediaKind.VIDEO,),
-        params=ParamSet(common_params(DEFAULT_PROMPT)),
+        params=ParamSet(
+            common_params(DEFAULT_PROMPT)
+            + (
+                Param("width", int, None, "Output width (default: the model's).", live=False, optional=True,
+                      minimum=8, maximum=4096),
+                Param("height", int, None, "Output height (default: the model's).", live=False, optional=True,
+                      minimum=8, maximum=4096),
+            )
+        ),
         input_optional=True,
-    )
+    )  # fmt: skip
 
     def __init__(self, engine: RollingForcing) -> None:
         self.engine = engine
@@ -193,7 +218,20 @@ class RollingForcingGenerator(TextToVideoGenerator):
         return self.prompts(text)
 
     def start_stream(self) -> None:
-        self.engine.start(self.params["seed"])
+        p, e = self.params, self.engine
+        if (p["width"] is None) != (p["height"] is None):
+            raise ParamError("set both width and height, or neither")
+        hw = e.native_hw
+        if p["width"] is not None:
+            unit = e.scale * e.dit.cfg.patch_size[1]
+            if p["width"] % unit or p["height"] % unit:
+                raise ParamError(
+                    f"width and height must be multiples of {unit}; got {p['width']}x{p['height']}"
+                )
+            hw = (p["height"] // e.scale, p["width"] // e.scale)
+        if hw != e.latent_hw:
+            e.resize(hw)
+        e.start(p["seed"])
 
     def reseed(self, seed: int) -> None:
         self.engine.noise.reseed(seed)
@@ -220,7 +258,44 @@ def folder_config(
     }
 
 
+WAN_SIZE = (480, 832)  # Rolling Forcing's published resolution (height, width)
+
+
+def build_wan_engine(folder: Path) -> RollingForcing:
+    """A diffusers Wan2.1 folder: umT5, the causal VAE (streaming decoder) and the transformer (diffusers names,
+    converted to the official ones; ``--checkpoint`` then loads Rolling Forcing's weights over it)."""
+    import json
+
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file
+
+    from pipelines.rolling_forcing.wan import (
+        WanStreamingDecoder,
+        WanText,
+        diffusers_to_official,
+        dit_config_from_diffusers,
+    )
+
+    try:
+        tcfg = json.loads((folder / "transformer" / "config.json").read_text())
+        dit = VideoDiT(dit_config_from_diffusers(tcfg))
+        state: dict[str, torch.Tensor] = {}
+        for f in sorted((folder / "transformer").glob("*.safetensors")):
+            state.update(load_file(str(f)))
+        text = WanText(folder)
+        decoder = WanStreamingDecoder(AutoencoderKLWan.from_pretrained(folder, subfolder="vae"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{folder} is not a complete diffusers Wan2.1 folder: {exc}") from exc
+    if state:
+        load_into(dit, {k: v.float() for k, v in diffusers_to_official(state).items()}, "transformer", folder)
+    vae_scale = 2 ** (len(decoder.vae.config.dim_mult) - 1)
+    hw = (WAN_SIZE[0] // vae_scale, WAN_SIZE[1] // vae_scale)
+    return RollingForcing(dit, text, decoder, RollingConfig(), hw, scale=vae_scale)
+
+
 def build_engine(folder: Path) -> RollingForcing:
+    if (folder / "transformer" / "config.json").is_file():
+        return build_wan_engine(folder)
     config, parts = read_folder(folder, NAME)
     try:
         dit = VideoDiT(DiTConfig.from_dict(config["transformer"]))
@@ -234,4 +309,4 @@ def build_engine(folder: Path) -> RollingForcing:
     load_into(text, parts.get("text"), "text encoder", folder)
     load_into(codec, parts.get("codec"), "codec", folder)
     s = codec.cfg.scale
-    return RollingForcing(dit, text.eval(), codec, rolling, (size // s, size // s))
+    return RollingForcing(dit, text.eval(), codec, rolling, (size // s, size // s), scale=s)
