@@ -222,3 +222,14 @@ def test_render_through_the_api(folder, tmp_path, monkeypatch):
         model=str(folder),
     )
     assert out.frames == 11
+
+
+def test_text_frames_change_the_prompt_live(folder):
+    from streamrt.frames import TextFrame
+
+    gen, _ = engine_of(folder, prompt_transition=3)
+    gen.pull(0, TB)
+    (out,) = gen.push(TextFrame(text="a green circle bouncing over plain", pts=3000, time_base=TB))
+    assert out.pts == 3000 and gen.params["prompt"] == "a green circle bouncing over plain"
+    assert torch.equal(gen.cond.target, gen.encode_prompt("a green circle bouncing over plain"))
+    assert gen.cond.frames == 3, "the new prompt blends in over prompt_transition passes"

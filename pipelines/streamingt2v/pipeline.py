@@ -46,13 +46,16 @@ class ChunkRecord:
 
 class StreamingT2V:
     def __init__(
-        self, model: StreamingT2VModel, text: WordTextEncoder, codec: FrameCodec, latent_hw: tuple[int, int]
+        self, model: StreamingT2VModel, text: Any, codec: Any, latent_hw: tuple[int, int], *, scale: int = 8
     ) -> None:
+        """``text.encode(list[str])`` gives the text tokens (the word encoder, or CLIP); ``codec.decode`` turns latents
+        into frames (the frame codec, or the SD VAE); ``scale`` = pixels per latent."""
         from diffusers import DDIMScheduler
 
         self.model, self.text, self.codec = model.eval(), text.eval(), codec.eval()
         self.cfg = model.cfg
-        self.latent_hw = latent_hw
+        self.latent_hw = self.native_hw = latent_hw
+        self.scale = scale
         self.scheduler = DDIMScheduler(
             num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
             clip_sample=False, set_alpha_to_one=False, steps_offset=1,
@@ -182,6 +185,8 @@ class StreamingT2V:
 
 def _params() -> ParamSet:
     return ParamSet(common_params(DEFAULT_PROMPT) + (
+        Param("width", int, None, "Output width (default: the model's).", live=False, optional=True, minimum=8, maximum=4096),
+        Param("height", int, None, "Output height (default: the model's).", live=False, optional=True, minimum=8, maximum=4096),
         Param("steps", int, None, "DDIM steps per chunk (default: the model's).", live=False, optional=True, minimum=1, maximum=1000),
         Param("guidance_scale", float, None, "Classifier-free guidance (default: the model's; 1 = off).", live=False,
               optional=True, minimum=1.0, maximum=20.0),
@@ -226,7 +231,17 @@ class StreamingT2VGenerator(TextToVideoGenerator):
         return self.prompts(text)
 
     def start_stream(self) -> None:
-        p, cfg = self.params, self.engine.cfg
+        p, cfg, e = self.params, self.engine.cfg, self.engine
+        if (p["width"] is None) != (p["height"] is None):
+            raise ParamError("set both width and height, or neither")
+        e.latent_hw = e.native_hw
+        if p["width"] is not None:
+            unit = e.scale * 2 ** (len(e.model.unet.config.block_out_channels) - 1)
+            if p["width"] % unit or p["height"] % unit:
+                raise ParamError(
+                    f"width and height must be multiples of {unit}; got {p['width']}x{p['height']}"
+                )
+            e.latent_hw = (p["height"] // e.scale, p["width"] // e.scale)
         self.engine.uncond = self.prompts("")
         self.engine.start(
             p["seed"],
@@ -263,6 +278,10 @@ def folder_config(
 def build_engine(folder: Path) -> StreamingT2V:
     from diffusers import UNet3DConditionModel
 
+    if not (folder / "config.json").is_file() and (folder / "unet" / "config.json").is_file():
+        from pipelines.streamingt2v.modelscope import build_modelscope_engine
+
+        return build_modelscope_engine(folder)
     config, parts = read_folder(folder, NAME)
     try:
         if (folder / "unet" / "config.json").is_file():
@@ -284,4 +303,4 @@ def build_engine(folder: Path) -> StreamingT2V:
     load_into(text, parts.get("text"), "text encoder", folder)
     load_into(codec, parts.get("codec"), "codec", folder)
     s = codec.cfg.scale
-    return StreamingT2V(model, text, codec, (size // s, size // s))
+    return StreamingT2V(model, text, codec, (size // s, size // s), scale=s)
