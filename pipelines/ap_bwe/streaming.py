@@ -295,7 +295,7 @@ class AudioStream:
 
 
 @torch.inference_mode()
-def enhance(packed: PackedAPBWE, audio: torch.Tensor, block_frames: int = 256) -> torch.Tensor:
+def enhance(packed: PackedAPBWE, audio: torch.Tensor, block_frames: int = 1024) -> torch.Tensor:
     """Offline bandwidth extension of a whole (S,) signal: the streaming engine fed in blocks of frames.
 
     The blocks keep the working set of each layer in cache; the result is the offline network's (carried state
