@@ -67,6 +67,7 @@ class RollingForcing:
         cfg.validate()
         self.dit, self.text, self.codec, self.cfg = dit.eval(), text, codec.eval(), cfg
         self.native_hw = latent_hw
+        self.device = next(dit.parameters()).device
         self.scale = scale
         self.schedule = FlowLevels(shifted_sigmas(cfg.timesteps, cfg.shift))
         self.noise = KeyedFreshNoise(0)
@@ -111,9 +112,9 @@ class RollingForcing:
         slots = list(reversed(batch.slots))  # time order: oldest (least noisy) first
         first_block = int(slots[0].payload[0])
         x = torch.cat([s.latent for s in slots])  # (F, C, h, w)
-        sigmas = torch.cat([self.schedule.sigma(torch.full((s.rows,), s.level)) for s in slots])
+        sigmas = torch.cat([self.schedule.sigma(torch.full((s.rows,), s.level)) for s in slots]).to(x.device)
         plan = RollingAttention(self.caches, self.cfg, write=False)
-        ctx = self.dit.embed_text(self.condition())
+        ctx = self.dit.embed_text(self.condition().to(self.device))
         self.context = ctx
         v = self.dit(
             x.transpose(0, 1)[None],
@@ -142,7 +143,7 @@ class RollingForcing:
         """The clean K/V write pass: the emitted block at t = 0."""
         assert self.context is not None
         plan = RollingAttention(self.caches, self.cfg, write=True)
-        t = torch.zeros(1, x0.shape[0])
+        t = torch.zeros(1, x0.shape[0], device=x0.device)
         self.dit(
             x0.transpose(0, 1)[None],
             t,
@@ -157,7 +158,9 @@ class RollingForcing:
         while True:
             index = self.next_block
             self.next_block += 1
-            noise = self.noise.draw(index, -1, (self.cfg.frames_per_block, *self.latent_shape))
+            noise = self.noise.draw(index, -1, (self.cfg.frames_per_block, *self.latent_shape)).to(
+                self.device
+            )
             slot = self.window.enter_noisy(noise, [index] * self.cfg.frames_per_block)
             slot.state["index"] = torch.tensor(index)
             finished: list[Slot] = self.window.step(slot)
@@ -165,6 +168,15 @@ class RollingForcing:
                 done = finished[0]
                 self.write_clean(int(done.payload[0]), done.latent)
                 return done.latent
+
+    def to(self, device: str) -> RollingForcing:
+        """Move the models (the text encoder stays where it is: prompts are encoded once)."""
+        self.device = torch.device(device)
+        self.dit.to(self.device)
+        for part in (self.codec, getattr(self.codec, "vae", None)):
+            if isinstance(part, torch.nn.Module):
+                part.to(self.device)
+        return self
 
     def nbytes(self) -> int:
         return self.caches.nbytes() + sum(s.latent.numel() * 4 for s in self.window.slots)
@@ -207,7 +219,7 @@ class RollingForcingGenerator(TextToVideoGenerator):
         engine = build_engine(folder)
         if checkpoint:
             load_official(engine.dit, checkpoint)
-        return cls(engine)
+        return cls(engine.to(device))
 
     def _encode(self, text: str) -> torch.Tensor:
         if self.engine.text is None:

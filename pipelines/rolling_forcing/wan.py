@@ -118,7 +118,8 @@ class WanStreamingDecoder:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(n, C, h, w) model latents (the next n latent frames of the stream) -> (frames, 3, H, W) in [0, 1]."""
-        z = latents.transpose(0, 1)[None] * self.std + self.mean  # the pipeline's de-normalisation
+        std, mean = self.std.to(latents.device), self.mean.to(latents.device)
+        z = latents.transpose(0, 1)[None] * std + mean  # the pipeline's de-normalisation
         x = self.vae.post_quant_conv(z)
         outs = []
         for i in range(x.shape[2]):

@@ -98,6 +98,7 @@ class StreamDiT:
         cfg.validate()
         self.dit, self.text, self.codec, self.cfg = dit.eval(), text.eval(), codec.eval(), cfg
         self.latent_hw = latent_hw
+        self.device = next(dit.parameters()).device
         self.plan = ShiftedWindowAttention(tuple(cfg.window))  # type: ignore[arg-type]
         self.configure(cfg.micro_steps)
         self.condition = lambda: torch.zeros(0)
@@ -115,7 +116,7 @@ class StreamDiT:
     def start(self, seed: int) -> None:
         self.window.reset()
         self.gen = torch.Generator().manual_seed(seed)
-        self.refs = torch.zeros(0, *self.latent_shape)
+        self.refs = torch.zeros(0, *self.latent_shape, device=self.device)
         self.next_chunk = 0
         self.passes = 0
         self.started = False
@@ -125,7 +126,7 @@ class StreamDiT:
         self.gen = torch.Generator().manual_seed(seed)
 
     def noise(self, frames: int) -> torch.Tensor:
-        return torch.randn((frames, *self.latent_shape), generator=self.gen)
+        return torch.randn((frames, *self.latent_shape), generator=self.gen).to(self.device)
 
     def velocity(self, x: torch.Tensor, taus: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """u for a time-ordered buffer x (F, C, h, w) with per-frame tau (F,)."""
@@ -139,8 +140,10 @@ class StreamDiT:
         slots = list(reversed(batch.slots))  # time order: oldest (cleanest) chunk first
         k = self.refs.shape[0]
         x = torch.cat([self.refs, *[s.latent for s in slots]])
-        taus = torch.cat([torch.ones(k), *[self.schedule.tau(torch.full((s.rows,), s.level)) for s in slots]])
-        ctx = self.dit.embed_text(self.condition())
+        taus = torch.cat(
+            [torch.ones(k), *[self.schedule.tau(torch.full((s.rows,), s.level)) for s in slots]]
+        ).to(x.device)
+        ctx = self.dit.embed_text(self.condition().to(self.device))
         u = self.velocity(x, taus, ctx)[k:]
         x1, x0 = self.schedule.split(x[k:], u, taus[k:])
         last = self.schedule.num_levels - 1
@@ -168,9 +171,9 @@ class StreamDiT:
         total = cfg.buffer_frames
         steps = self.schedule.num_levels
         x = self.noise(total)
-        ctx = self.dit.embed_text(self.condition())
+        ctx = self.dit.embed_text(self.condition().to(self.device))
         for i in range(steps):
-            tau = torch.full((total,), i / steps)
+            tau = torch.full((total,), i / steps, device=self.device)
             x = x + self.velocity(x, tau, ctx) * (1.0 / steps)
         refs, chunks = x[: cfg.ref_frames], x[cfg.ref_frames :].split(cfg.chunk_frames)
         s = cfg.micro_steps
@@ -191,6 +194,13 @@ class StreamDiT:
         k = self.cfg.ref_frames
         if k:
             self.refs = torch.cat([self.refs, frames])[-k:]
+
+    def to(self, device: str) -> StreamDiT:
+        """Move the transformer and the codec (the text encoder stays: prompts are encoded once)."""
+        self.device = torch.device(device)
+        self.dit.to(self.device)
+        self.codec.to(self.device)
+        return self
 
     def step(self) -> torch.Tensor:
         """Passes until a chunk reaches tau = 1; returns its latents (c frames; K + c at start-up)."""
@@ -250,7 +260,7 @@ class StreamDiTGenerator(TextToVideoGenerator):
     ) -> StreamDiTGenerator:
         if checkpoint:
             raise ParamError("streamdit has no separate checkpoint files; pass the model folder with --model")
-        return cls(build_engine(resolve_model(NAME, model)))
+        return cls(build_engine(resolve_model(NAME, model)).to(device))
 
     def encode_prompt(self, text: str) -> torch.Tensor:
         return self.prompts(text)

@@ -56,6 +56,7 @@ class StreamingT2V:
         self.cfg = model.cfg
         self.latent_hw = self.native_hw = latent_hw
         self.scale = scale
+        self.device = next(model.parameters()).device
         self.scheduler = DDIMScheduler(
             num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
             clip_sample=False, set_alpha_to_one=False, steps_offset=1,
@@ -83,6 +84,15 @@ class StreamingT2V:
         ] = []  # base latents waiting for enhancement (bounded by a segment)
         self.tail: torch.Tensor | None = None  # the last 8 enhanced latents already emitted
 
+    def to(self, device: str) -> StreamingT2V:
+        """Move the UNet with CAM/APM and the codec (the text encoder stays: prompts are encoded once)."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        for part in (self.codec, getattr(self.codec, "vae", None)):
+            if isinstance(part, torch.nn.Module):
+                part.to(self.device)
+        return self
+
     def reseed(self, seed: int) -> None:
         self.gen = torch.Generator().manual_seed(seed)
         self.blend_gen = torch.Generator().manual_seed(seed + 1)
@@ -91,8 +101,9 @@ class StreamingT2V:
     def eps(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, cond, anchor) -> torch.Tensor:
         if self.guidance <= 1.0 or self.uncond is None:
             return self.model(x, t, text, cond, anchor)
+        uncond = self.uncond.to(text.device)
         both = self.model(
-            torch.cat([x, x]), t, torch.cat([self.uncond.expand_as(text), text]),
+            torch.cat([x, x]), t, torch.cat([uncond.expand_as(text), text]),
             None if cond is None else torch.cat([cond, cond]), None if anchor is None else torch.cat([anchor, anchor]),
         )  # fmt: skip
         un, co = both.chunk(2)
@@ -105,7 +116,9 @@ class StreamingT2V:
         self.last = ChunkRecord(
             self.index, None if cond is None else cond.clone(), None if anchor is None else anchor.clone()
         )
-        x = torch.randn((1, self.latent_shape[0], self.cfg.chunk_frames, *self.latent_hw), generator=self.gen)
+        x = torch.randn(
+            (1, self.latent_shape[0], self.cfg.chunk_frames, *self.latent_hw), generator=self.gen
+        ).to(self.device)
         self.scheduler.set_timesteps(self.steps)
         for t in self.scheduler.timesteps:
             x = self.scheduler.step(self.eps(x, t, text, cond, anchor), t, x).prev_sample
@@ -113,7 +126,7 @@ class StreamingT2V:
 
     def base_step(self) -> torch.Tensor:
         """The next base frames: (F, C, h, w), 16 for chunk 0 and 8 afterwards."""
-        text = self.condition()
+        text = self.condition().to(self.device)
         x = self.generate_chunk(text, self.cond, self.anchor if self.cond is not None else None)
         if self.cond is None:
             new = x
@@ -133,7 +146,9 @@ class StreamingT2V:
         ts = [t for t in self.scheduler.timesteps if t <= int(self.strength * 1000)]
         if not ts:
             return base
-        noise = torch.randn(video.shape, generator=self.gen)  # ONE noise tensor shared by every chunk
+        noise = torch.randn(video.shape, generator=self.gen).to(
+            video.device
+        )  # ONE noise tensor shared by every chunk
         x = self.scheduler.add_noise(video, noise, ts[0].reshape(1))
         tail = self.tail
 
@@ -177,7 +192,7 @@ class StreamingT2V:
         take, rest = pending[:need], pending[need:]
         self.base_pending = [rest] if rest.shape[0] else []
         head = self.tail[0].transpose(0, 1) if self.tail is not None else take[:0]
-        enhanced = self.enhance_segment(torch.cat([head, take]), self.condition())
+        enhanced = self.enhance_segment(torch.cat([head, take]), self.condition().to(self.device))
         out = enhanced[head.shape[0] :]
         self.tail = out[-ENHANCE_OVERLAP:].transpose(0, 1)[None].clone()
         return out
@@ -225,7 +240,7 @@ class StreamingT2VGenerator(TextToVideoGenerator):
             raise ParamError(
                 "streamingt2v takes its weights from the model folder (--model); no --checkpoint"
             )
-        return cls(build_engine(resolve_model(NAME, model)))
+        return cls(build_engine(resolve_model(NAME, model)).to(device))
 
     def encode_prompt(self, text: str) -> torch.Tensor:
         return self.prompts(text)

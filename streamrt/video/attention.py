@@ -50,7 +50,7 @@ class Rope:
         """Rotate ``x`` (B, L, H, D) by per-token angles (L, D/2)."""
         x2 = x.float().unflatten(-1, (-1, 2))  # (B, L, H, D/2, 2)
         a, b = x2[..., 0], x2[..., 1]
-        c, s = cos[None, :, None], sin[None, :, None]
+        c, s = cos.to(x.device)[None, :, None], sin.to(x.device)[None, :, None]
         out = torch.stack([a * c - b * s, a * s + b * c], dim=-1)
         return out.flatten(-2).to(x.dtype)
 

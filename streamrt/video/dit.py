@@ -108,7 +108,10 @@ class AttentionPlan:
         self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: TokenGrid, rope: Rope
     ) -> torch.Tensor:
         cos, sin = rope.cos_sin(grid.frame_positions(), grid.h, grid.w)
-        return sdpa(rope.apply(q, cos, sin), rope.apply(k, cos, sin), v, self.mask(layer, grid))
+        mask = self.mask(layer, grid)
+        if mask is not None:
+            mask = mask.to(q.device)
+        return sdpa(rope.apply(q, cos, sin), rope.apply(k, cos, sin), v, mask)
 
     def mask(self, layer: int, grid: TokenGrid) -> torch.Tensor | None:
         return None
@@ -244,7 +247,9 @@ class VideoDiT(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, L, dim)
         if t.ndim == 1:
             t = t[:, None].expand(b, f)
-        e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(x.dtype))  # (B*F, dim)
+        e = self.time_embedding(
+            sinusoidal_embedding(cfg.freq_dim, t.cpu()).to(x.device, x.dtype)
+        )  # (B*F, dim)
         e0 = self.time_projection(e).unflatten(1, (6, cfg.dim))  # (B*F, 6, dim)
         per_frame = h * w
         e = e.view(b, f, cfg.dim).repeat_interleave(per_frame, dim=1)
