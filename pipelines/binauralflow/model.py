@@ -51,7 +51,7 @@ class UNetConfig:
     t_scale: float = 16.0  # std of the Gaussian frequencies for t (in [0, 1])
     pose_scale: float = 1.0  # std of the Gaussian frequencies for poses (metres, quaternion components)
     groups: int = 4
-    freq_channels: int = 4  # fixed sin/cos channels of the bin index (where in the spectrum a feature is)
+    freq_channels: int = 8  # fixed sin/cos channels of the bin index (where in the spectrum a feature is)
     time_kernel: int = 3  # kernel length along time of the 3x3 convolutions (causal)
 
     def to_dict(self) -> dict:
@@ -120,7 +120,7 @@ class CausalUpConv(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """GroupNorm (per frame) -> SiLU -> causal conv -> + embedding -> GroupNorm -> SiLU -> causal conv, residual."""
+    """GroupNorm (per frame) -> SiLU -> causal conv -> GroupNorm -> + embedding -> SiLU -> causal conv, residual."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int, kt: int) -> None:
         super().__init__()
@@ -132,11 +132,11 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, state: StateFn) -> torch.Tensor:
-        # emb: (B, T, E) per frame -> (B, C, T, 1)
         h = self.conv1(F.silu(frame_group_norm(x, self.norm1)), state)
-        h = h + self.emb(emb).transpose(1, 2)[..., None]
-        h = self.conv2(F.silu(frame_group_norm(h, self.norm2)), state)
-        return self.skip(x) + h
+        # emb: (B, T, E) per frame -> (B, C, T, 1), added after the norm: added before it, the part shared by a
+        # group's channels was normalised away, and the poses' effect with it (a trained model ignored them)
+        h = F.silu(frame_group_norm(h, self.norm2) + self.emb(emb).transpose(1, 2)[..., None])
+        return self.skip(x) + self.conv2(h, state)
 
 
 class FourierEmbedding(nn.Module):
