@@ -51,7 +51,9 @@ class UNetConfig:
     t_scale: float = 16.0  # std of the Gaussian frequencies for t (in [0, 1])
     pose_scale: float = 1.0  # std of the Gaussian frequencies for poses (metres, quaternion components)
     groups: int = 4
-    freq_channels: int = 8  # fixed sin/cos channels of the bin index (where in the spectrum a feature is)
+    # fixed sin/cos(pi * k * bin / 256) input channels: where in the spectrum a feature is, and (k = a delay in
+    # samples) the phase slope of that delay, which interaural time differences are made of
+    freq_periods: tuple[int, ...] = (1, 2, 4, 8, 16, 24, 32, 40)
     time_kernel: int = 3  # kernel length along time of the 3x3 convolutions (causal)
 
     def to_dict(self) -> dict:
@@ -61,6 +63,7 @@ class UNetConfig:
     def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
+        d["freq_periods"] = tuple(d["freq_periods"])
         return cls(**d)
 
 
@@ -164,12 +167,12 @@ class CausalUNet(nn.Module):
             nn.Linear(4 * cfg.fourier_features + POSE_DIM, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU()
         )
         bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
-        k = torch.arange(1, cfg.freq_channels // 2 + 1, dtype=torch.float32)
+        k = torch.tensor(cfg.freq_periods, dtype=torch.float32)
         angles = math.pi * bins[None, :] * k[:, None]
         self.register_buffer(
             "freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False
         )
-        c_in = STATE_CHANNELS + COND_CHANNELS + cfg.freq_channels
+        c_in = STATE_CHANNELS + COND_CHANNELS + 2 * len(cfg.freq_periods)
         self.conv_in = CausalConv(c_in, ch[0], 3, kt)
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -186,7 +189,8 @@ class CausalUNet(nn.Module):
             blocks += [ResBlock(ch[i], ch[i], e, g, kt) for _ in range(cfg.up_blocks - 1)]
             self.up_blocks.append(nn.ModuleList(blocks))
         self.norm_out = nn.GroupNorm(g, ch[0])
-        self.conv_out = CausalConv(ch[0], STATE_CHANNELS, 3, kt)
+        # v directly (4), and complex per-bin gains per ear applied to x (4) and to phi (4): see ``forward``
+        self.conv_out = CausalConv(ch[0], 3 * STATE_CHANNELS, 3, kt)
         for name, module in self.named_modules():
             if isinstance(module, CausalConv | CausalUpConv):
                 module.name = name
@@ -230,7 +234,18 @@ class CausalUNet(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb, state)
-        return self.conv_out(F.silu(frame_group_norm(h, self.norm_out)), state)
+        out = self.conv_out(F.silu(frame_group_norm(h, self.norm_out)), state)
+        # The output head: v = d + a * x + b * phi (complex products per bin and ear). Per-frame GroupNorm leaves the
+        # features without the frame's level, while v scales with it: for the simulated direct path,
+        # v = (H(pose) x - phi) / (1 - t) exactly. The gains carry the level through the multiplication.
+        d, a, b_ = out.split(STATE_CHANNELS, dim=1)
+        return d + _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi)
+
+
+def _cmul(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Complex product of channel pairs (re, im, re, im, ...): (B, 2K, T, F) x (B, 2K, T, F)."""
+    ar, ai, zr, zi = a[:, 0::2], a[:, 1::2], z[:, 0::2], z[:, 1::2]
+    return torch.stack([ar * zr - ai * zi, ar * zi + ai * zr], dim=2).flatten(1, 2)
 
 
 def count_parameters(model: nn.Module) -> int:
