@@ -10,7 +10,9 @@ For each pipeline (StreamDiT, Rolling Forcing, StreamingT2V): load the default (
   ``rss_growth_pct`` between them (the issue's bound: at most 5%).
 
 A pipeline that cannot load (no trained default yet) becomes a row with an ``error`` field, so the other rows still
-come out. Frames are not encoded: this measures the generators.
+come out. ``--random-weights`` measures the architectures of the training recipes' defaults with random weights
+instead (rows say ``"weights": "random"``): the speed of a model does not depend on its weights, so this sizes a
+recipe before training it. Frames are not encoded: this measures the generators.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=DIR",
         help="model folder of a pipeline (repeatable)",
     )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random weights in each recipe's default architecture (speed only; never a default)",
+    )
 
 
 def rss_mb() -> float:
@@ -65,8 +72,59 @@ def _class(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
+def random_folder(name: str, root) -> str:
+    """A model folder with the recipe's default architecture and random weights (for speed measurements only)."""
+    import importlib
+
+    import torch
+
+    from streamrt.synthetic_video import all_captions
+    from streamrt.video.codec import CodecConfig, FrameCodec
+    from streamrt.video.dit import DiTConfig, VideoDiT
+    from streamrt.video.folder import save_folder
+    from streamrt.video.text import TextConfig, WordTextEncoder, build_vocab
+
+    recipe = importlib.import_module(PIPELINES[name].split(":")[0] + ".train")
+    parser = argparse.ArgumentParser()
+    recipe.add_arguments(parser)
+    a = parser.parse_args([])
+    torch.manual_seed(0)
+    tc = TextConfig(vocab=build_vocab(all_captions()), dim=a.text_dim, max_words=16, layers=1, heads=4)
+    cc = CodecConfig(latent_channels=4, width=32, levels=3)
+    text, codec = WordTextEncoder(tc), FrameCodec(cc)
+    folder = root / name
+    if name == "streamingt2v":
+        from pipelines.streamingt2v.model import StreamingT2VConfig, StreamingT2VModel
+        from pipelines.streamingt2v.pipeline import folder_config
+
+        unet = recipe.make_unet(a.channels, a.text_dim, a.size // cc.scale)
+        cfg = StreamingT2VConfig(chunk_frames=a.chunk_frames, cond_frames=a.cond_frames, steps=a.sample_steps,
+                                 guidance_scale=a.guidance, text_tokens=tc.max_words)  # fmt: skip
+        m = StreamingT2VModel(unet, cfg)
+        modules = {"unet": unet, "cam": m.cam, "apm": m.apm, "text": text, "codec": codec}
+        save_folder(folder, name, folder_config(unet.config, tc, cc, cfg, a.size), modules)
+        return str(folder)
+    dc = DiTConfig(in_dim=4, out_dim=4, dim=a.dim, ffn_dim=2 * a.dim, num_heads=a.heads, num_layers=a.layers,
+                   text_dim=a.text_dim, freq_dim=64 if a.dim >= 64 else 32)  # fmt: skip
+    if name == "rolling-forcing":
+        from pipelines.rolling_forcing.model import RollingConfig
+        from pipelines.rolling_forcing.pipeline import folder_config
+
+        config = folder_config(dc, tc, cc, RollingConfig(frames_per_block=a.frames_per_block), a.size)
+    else:
+        from pipelines.streamdit.pipeline import StreamDiTConfig
+        from pipelines.streamdit.pipeline import folder_config as sd_config
+
+        sd = StreamDiTConfig(
+            ref_frames=a.ref_frames, num_chunks=a.chunks, chunk_frames=a.chunk_frames, window=list(a.window)
+        )
+        config = sd_config(dc, tc, cc, sd, a.size)
+    save_folder(folder, name, config, {"transformer": VideoDiT(dc), "text": text, "codec": codec})
+    return str(folder)
+
+
 def measure(name: str, model: str | None, frames: int) -> Row:
-    row: Row = {"suite": "t2v", "pipeline": name}
+    row: Row = {"suite": "t2v", "pipeline": name, "weights": "trained" if model is None else "folder"}
     try:
         gen = _class(name).load(model=model)
     except StreamrtError as exc:
@@ -116,6 +174,15 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
     for name in names:
         if name not in PIPELINES:
             raise ParamError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
+    if args.random_weights:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in names:
+                row = measure(name, random_folder(name, Path(tmp)), args.frames)
+                yield {**row, "weights": "random"}
+        return
     for name in names:
         yield measure(name, models.get(name), args.frames)
 

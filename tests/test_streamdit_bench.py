@@ -59,3 +59,12 @@ def test_bad_arguments():
         list(t2v_bench.run(parse(["--model", "nope"])))
     with pytest.raises(ParamError, match="unknown pipeline"):
         list(t2v_bench.run(parse(["--pipelines", "sora"])))
+
+
+def test_random_weights_rows_use_the_recipe_architectures(monkeypatch):
+    # speed only: the rows say so; the folders are the recipes' default architectures
+    torch.set_num_threads(1)
+    args = parse(["--frames", "2", "--random-weights", "--pipelines", "streamdit,rolling-forcing"])
+    rows = list(t2v_bench.run(args))
+    assert [r["weights"] for r in rows] == ["random", "random"]
+    assert all(r["width"] == 128 and r["fps"] > 0 for r in rows)
