@@ -33,6 +33,9 @@ def test_quick_recipe_round_trip(tmp_path):
     } <= metrics.keys()
     assert metrics["quick"] is True
     assert (tmp_path / "model" / "model.safetensors").stat().st_size > 0
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"streamrt train streamdit --out {tmp_path / 'model'}" in card and "--quick" in card
+    assert "colour_accuracy" in card and "Training time" in card
     gen = StreamDiTGenerator.load(model=str(tmp_path / "model"))
     gen.prepare({"prompt": "a green circle bouncing over dots"})
     frame = gen.pull(0, Fraction(1, 30))[0]

@@ -31,12 +31,15 @@ from streamrt.video.folder import save_folder
 from streamrt.video.training import (
     add_common_arguments,
     apply_quick,
+    command_line,
     evaluate_following,
     prepare_data,
+    write_card,
     write_metrics,
 )
 
 log = logging.getLogger(__name__)
+SUMMARY = "The default model of streamrt's Rolling Forcing pipeline: a small causal Wan-layout DiT, a word-level text encoder and an 8x frame codec, trained from scratch on CPU on synthetic captioned video. Mechanism as published (5-block rolling window, fresh re-noising, sink, bounded cache); training is not the paper's DMD distillation (see `pipelines/rolling_forcing/train.py`)."
 
 
 class MaskedAttention(AttentionPlan):
@@ -165,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
             "quick": args.quick,
         }
     )
+    metrics["threads"] = args.threads
     write_metrics(out, metrics)
+    write_card(out, NAME, command_line(NAME, args, add_arguments), SUMMARY, metrics)
     log.info("wrote %s: %s", out, metrics)
     return 0

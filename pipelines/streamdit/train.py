@@ -39,12 +39,15 @@ from streamrt.video.folder import save_folder
 from streamrt.video.training import (
     add_common_arguments,
     apply_quick,
+    command_line,
     evaluate_following,
     prepare_data,
+    write_card,
     write_metrics,
 )
 
 log = logging.getLogger(__name__)
+SUMMARY = "The default model of streamrt's StreamDiT pipeline: a small windowed adaLN DiT (per-frame time embedding), a word-level text encoder and an 8x frame codec, trained from scratch on CPU by buffered flow matching and distilled per segment to one step per buffer position."
 CHUNK_SIZES = (1, 2, 4, 8, 16)
 
 
@@ -185,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     metrics.update(evaluate_following(render, args.eval_prompts, 16, args.size))
     metrics.update({"steps": args.steps, "distill_steps": args.distill_steps, "teacher_micro_steps": s_t,
                     "params_transformer": sum(p.numel() for p in student.parameters()), "quick": args.quick})  # fmt: skip
+    metrics["threads"] = args.threads
     write_metrics(out, metrics)
+    write_card(out, NAME, command_line(NAME, args, add_arguments), SUMMARY, metrics)
     log.info("wrote %s: %s", out, metrics)
     return 0

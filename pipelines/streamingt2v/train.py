@@ -28,12 +28,15 @@ from streamrt.video.folder import save_folder
 from streamrt.video.training import (
     add_common_arguments,
     apply_quick,
+    command_line,
     evaluate_following,
     prepare_data,
+    write_card,
     write_metrics,
 )
 
 log = logging.getLogger(__name__)
+SUMMARY = "The default model of streamrt's StreamingT2V pipeline: a small diffusers UNet3DConditionModel base with CAM and APM, a word-level text encoder and an 8x frame codec, trained from scratch on CPU on synthetic captioned video."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     metrics.update({"steps": args.steps, "cond_steps": args.cond_steps, "quick": args.quick,
                     "params_unet": sum(p.numel() for p in unet.parameters()),
                     "params_cam_apm": sum(p.numel() for p in cparams)})  # fmt: skip
+    metrics["threads"] = args.threads
     write_metrics(out, metrics)
+    write_card(out, NAME, command_line(NAME, args, add_arguments), SUMMARY, metrics)
     log.info("wrote %s: %s", out, metrics)
     return 0
