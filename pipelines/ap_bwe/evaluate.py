@@ -39,6 +39,36 @@ def lsd_table(model: APBWE, data: list[tuple[torch.Tensor, torch.Tensor]]) -> di
     }
 
 
+def spectrogram_image(panels: list[tuple[str, torch.Tensor]], path: Path, rate: int = 16_000) -> Path:
+    """Log-power spectrograms side by side (0 Hz at the bottom, rate/2 at the top) as a PNG, with a caption row."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    window = torch.hann_window(512)
+    specs = []
+    for _, x in panels:
+        power = torch.stft(x, 512, 128, window=window, return_complex=True).abs().square()
+        db = 10 * torch.log10(power.clamp(min=1e-10))
+        specs.append(db.flip(0))  # low frequencies at the bottom
+    top = max(float(s.max()) for s in specs)
+    tiles = []
+    for (title, _), db in zip(panels, specs, strict=True):
+        v = ((db - (top - 80)) / 80).clamp(0, 1).numpy()  # an 80 dB range
+        rgb = np.stack([v**0.5, v**1.5, 0.4 * v + 0.6 * v**3], axis=-1)
+        tile = Image.fromarray((rgb * 255).astype(np.uint8)).resize((360, 257))
+        canvas = Image.new("RGB", (360, 277), "white")
+        canvas.paste(tile, (0, 20))
+        ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
+        tiles.append(canvas)
+    out = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), 277), "white")
+    x0 = 0
+    for t in tiles:
+        out.paste(t, (x0, 0))
+        x0 += t.width + 8
+    out.save(path)
+    return path
+
+
 def evaluate_folder(folder: str | Path, *, data_dir: Path, espeak: int, festival: int, seed: int = 0) -> dict:
     from pipelines.ap_bwe.train import festival_pairs, speech_pairs
     from streamrt import speech
@@ -62,9 +92,23 @@ def main() -> int:
     parser.add_argument("--espeak", type=int, default=24)
     parser.add_argument("--festival", type=int, default=12)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--figure", type=Path, default=None, help="PNG of spectrograms of a held-out festival utterance"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = evaluate_folder(args.folder, data_dir=args.data_dir, espeak=args.espeak, festival=args.festival)
+    if args.figure:
+        from pipelines.ap_bwe.train import festival_pairs
+
+        nb, wb = festival_pairs(args.data_dir, 1, seed=0)[0]
+        y = enhance(PackedAPBWE.from_module(load_folder(args.folder)), nb)
+        panels = [
+            ("narrowband input (8 kHz, resampled to 16 kHz)", nb),
+            ("AP-BWE default", y),
+            ("wideband reference", wb),
+        ]
+        spectrogram_image(panels, args.figure)
     text = json.dumps(result, indent=1)
     if args.json:
         args.json.write_text(text + "\n")
