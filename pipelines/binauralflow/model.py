@@ -47,7 +47,8 @@ class UNetConfig:
     up_blocks: int = 1  # residual blocks per level on the way up (the first one takes the skip concatenation)
     mid_blocks: int = 1
     emb_dim: int = 64
-    fourier_features: int = 32  # sin + cos pairs per Fourier embedding (one for t, one for the poses)
+    fourier_features: int = 32  # sin + cos pairs of the Fourier embedding of t
+    pose_features: int = 8  # sin + cos pairs per pose component (14 components)
     t_scale: float = 16.0  # std of the Gaussian frequencies for t (in [0, 1])
     pose_scale: float = 1.0  # std of the Gaussian frequencies for poses (metres, quaternion components)
     groups: int = 4
@@ -143,15 +144,18 @@ class ResBlock(nn.Module):
 
 
 class FourierEmbedding(nn.Module):
-    """Gaussian Fourier features: [sin(2 pi W c), cos(2 pi W c)] with fixed W ~ N(0, scale^2)."""
+    """Gaussian Fourier features of each input scalar on its own: [sin(2 pi w c_i), cos(2 pi w c_i)] with fixed
+    w ~ N(0, scale^2), ``features`` frequencies per scalar. Kept per scalar so that the MLP can ignore a pose
+    component that carries nothing (the simulated source is omnidirectional, its orientation is irrelevant), which
+    a projection mixing all 14 components into every feature does not allow."""
 
     def __init__(self, dim_in: int, features: int, scale: float) -> None:
         super().__init__()
         self.register_buffer("freqs", torch.randn(dim_in, features) * scale)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        proj = 2 * math.pi * c @ self.freqs
-        return torch.cat([proj.sin(), proj.cos()], dim=-1)
+        proj = 2 * math.pi * c[..., :, None] * self.freqs  # (..., dim_in, features)
+        return torch.cat([proj.sin(), proj.cos()], dim=-1).flatten(-2)
 
 
 class CausalUNet(nn.Module):
@@ -162,10 +166,9 @@ class CausalUNet(nn.Module):
         self.config = cfg = config
         ch, kt, g, e = cfg.channels, cfg.time_kernel, cfg.groups, cfg.emb_dim
         self.t_features = FourierEmbedding(1, cfg.fourier_features, cfg.t_scale)
-        self.pose_features = FourierEmbedding(POSE_DIM, cfg.fourier_features, cfg.pose_scale)
-        self.emb_mlp = nn.Sequential(
-            nn.Linear(4 * cfg.fourier_features + POSE_DIM, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU()
-        )
+        self.pose_features = FourierEmbedding(POSE_DIM, cfg.pose_features, cfg.pose_scale)
+        n_features = 2 * cfg.fourier_features + 2 * POSE_DIM * cfg.pose_features + POSE_DIM
+        self.emb_mlp = nn.Sequential(nn.Linear(n_features, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
         bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
         k = torch.tensor(cfg.freq_periods, dtype=torch.float32)
         angles = math.pi * bins[None, :] * k[:, None]
@@ -189,6 +192,7 @@ class CausalUNet(nn.Module):
             blocks += [ResBlock(ch[i], ch[i], e, g, kt) for _ in range(cfg.up_blocks - 1)]
             self.up_blocks.append(nn.ModuleList(blocks))
         self.norm_out = nn.GroupNorm(g, ch[0])
+        self.emb_out = nn.Linear(e, ch[0])  # the embedding once more, next to the output head
         # v directly (4), and complex per-bin gains per ear applied to x (4) and to phi (4): see ``forward``
         self.conv_out = CausalConv(ch[0], 3 * STATE_CHANNELS, 3, kt)
         for name, module in self.named_modules():
@@ -234,7 +238,8 @@ class CausalUNet(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb, state)
-        out = self.conv_out(F.silu(frame_group_norm(h, self.norm_out)), state)
+        h = frame_group_norm(h, self.norm_out) + self.emb_out(emb).transpose(1, 2)[..., None]
+        out = self.conv_out(F.silu(h), state)
         # The output head: v = d + a * x + b * phi (complex products per bin and ear). Per-frame GroupNorm leaves the
         # features without the frame's level, while v scales with it: for the simulated direct path,
         # v = (H(pose) x - phi) / (1 - t) exactly. The gains carry the level through the multiplication.
