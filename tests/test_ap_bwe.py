@@ -439,3 +439,20 @@ def test_render_rejects_bad_input(tmp_path, capsys):
     argv = ["render", "ap-bwe", "-i", str(empty), "-o", str(tmp_path / "o.wav"), "--checkpoint", str(ckpt)]
     assert main([*argv, "--no-progress"]) != 0
     assert capsys.readouterr().err.strip()
+
+
+def test_bfloat16_precision_streams_exactly_and_stays_close():
+    ref, ours = tiny_pair(seed=8)
+    x = speechlike(0.5, 16_000, seed=9)
+    offline = official_output(ref, x)
+    bf16 = PackedAPBWE.from_module(ours).with_matmul_dtype(torch.bfloat16)
+    assert bf16.matmul_dtype == torch.bfloat16 and bf16.w1[0][0].dtype == torch.bfloat16
+    y_stream = stream(AudioStream(bf16), x, [320] * 1000)
+    assert rel_err(y_stream, enhance(bf16, x)) < 1e-3  # streaming == offline in this precision too
+    assert 0 < rel_err(y_stream, offline) < 5e-2  # not the official arithmetic, but close to it
+    gen = APBWEGenerator(ours)
+    gen.prepare({"precision": "bfloat16"})
+    out = gen.push(AudioFrame(data=x[None], sample_rate=16_000, pts=0)) + gen.flush()
+    assert rel_err(torch.cat([o.data[0] for o in out]), y_stream) < 1e-6
+    with pytest.raises(ParamError, match="precision"):
+        gen.prepare({"precision": "float16"})

@@ -90,3 +90,27 @@ def test_embedded_default_loads_and_beats_plain_resampling(tmp_path):
     for nb, wb in pairs:
         assert float(lsd(enhance(packed, nb), wb)) < float(lsd(nb, wb))
     assert (DEFAULT_DIR / "README.md").is_file()
+
+
+@pytest.mark.skipif(
+    not (DEFAULT_DIR / "model.safetensors").is_file(), reason="the default is not trained yet"
+)
+def test_bench_rows_have_the_issue_fields(capsys):
+    argv = [
+        "bench",
+        "ap-bwe",
+        "--json",
+        "--models",
+        "default",
+        "--seconds",
+        "0.5",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    ]
+    assert main([*argv, "--threads", "1", "--bf16"]) == 0, capsys.readouterr().err
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"suite", "model", "params", "offline_speed", "stream_speed_20ms"} <= set(row)
+    assert row["suite"] == "ap-bwe" and row["model"] == "default" and row["params"] == 2_722_691
+    assert row["offline_speed"] > 0 and row["stream_speed_20ms"] > 0 and row["stream_speed_20ms_bf16"] > 0

@@ -11,7 +11,8 @@ Rows (``model``):
 the published module run the way the release's inference script runs it (``torch.stft``, ``model(mag, pha)``,
 ``torch.istft``), measured interleaved with the others, and ``offline_vs_official`` the ratio. With ``--naive`` the
 release's only way to stream is measured too: each 20 ms chunk recomputed with 29 frames of context on each side
-(slow: tens of seconds per row at 48 kHz).
+(slow: tens of seconds per row at 48 kHz). With ``--bf16`` the ``precision=bfloat16`` engine is timed as well
+(``offline_speed_bf16``, ``stream_speed_20ms_bf16``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--naive", action="store_true", help="also time naive streaming (recompute with context)"
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time precision=bfloat16 (bf16 linear layers; not the official output)",
     )
 
 
@@ -111,6 +117,13 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
             streamer(gen, x, rate),
             functools.partial(enhance_reference, model, x[None]),
         ]
+        if args.bf16:
+            gen_bf16 = APBWEGenerator(model)
+            gen_bf16.prepare({"target_rate": rate, "precision": "bfloat16"})
+            fns += [
+                functools.partial(enhance, packed.with_matmul_dtype(torch.bfloat16), x),
+                streamer(gen_bf16, x, rate),
+            ]
         if args.naive:
             fns.append(naive_streamer(model, x, rate))
         times = measure_interleaved(fns, args.repeats, args.warmup)
@@ -128,8 +141,11 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
             "threads": torch.get_num_threads(),
             "repeats": args.repeats,
         }
+        if args.bf16:
+            row["offline_speed_bf16"] = seconds / times[3]
+            row["stream_speed_20ms_bf16"] = seconds / times[4]
         if args.naive:
-            row["naive_stream_speed_20ms"] = seconds / times[3]
+            row["naive_stream_speed_20ms"] = seconds / times[-1]
         yield row
 
 

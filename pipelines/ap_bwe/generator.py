@@ -25,6 +25,7 @@ from streamrt.params import Param, ParamSet
 log = logging.getLogger(__name__)
 
 TARGET_RATES = (16_000, 48_000)
+PRECISIONS = ("float32", "bfloat16")
 NOMINAL_CHUNK = 160  # 10 ms at 16 kHz: the push size the declared latency and lookahead are counted in
 
 
@@ -69,6 +70,15 @@ class APBWEGenerator(Generator):
                     live=False,
                     choices=TARGET_RATES,
                 ),
+                Param(
+                    "precision",
+                    str,
+                    "float32",
+                    "Arithmetic of the linear layers: float32 gives the official model's output; bfloat16 is about "
+                    "twice as fast on CPUs with bf16 dot products, with outputs about 1e-2 (relative) away.",
+                    live=False,
+                    choices=PRECISIONS,
+                ),
             )
         ),
         sample_rate=16_000,
@@ -86,6 +96,7 @@ class APBWEGenerator(Generator):
             model = load_default()
         self.model = model.eval()
         self.packed = PackedAPBWE.from_module(self.model)
+        self._packed_by_precision = {"float32": self.packed}
         self.stream: AudioStream | None = None
         self._next_pts: int | None = None
 
@@ -139,7 +150,10 @@ class APBWEGenerator(Generator):
                 f"these AP-BWE weights were trained for {trained} Hz output; set target_rate={trained} "
                 f"(or give a {rate} Hz checkpoint with --checkpoint)"
             )
-        self.stream = AudioStream(self.packed)
+        precision = self.params["precision"]
+        if precision not in self._packed_by_precision:
+            self._packed_by_precision[precision] = self.packed.with_matmul_dtype(getattr(torch, precision))
+        self.stream = AudioStream(self._packed_by_precision[precision])
         self._next_pts = None
 
     def audio_input_format(self) -> tuple[int | None, int | None]:

@@ -16,7 +16,7 @@ linear layers (exact up to float rounding). Offline enhancement is the same engi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,42 @@ class PackedAPBWE:
     @property
     def channels(self) -> int:
         return self.config.channels
+
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        return self.w1[0][0].dtype
+
+    def with_matmul_dtype(self, dtype: torch.dtype) -> PackedAPBWE:
+        """A copy whose linear layers (weights and biases) are stored and multiplied in ``dtype``.
+
+        bfloat16 halves the weight traffic and uses the CPU's bf16 dot products (AVX512-BF16, AMX): about twice as
+        fast, at ~3 significant digits per product instead of float32's. Convolutions, LayerNorms and the residual
+        stream stay float32. float32 is the official model's arithmetic.
+        """
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype).contiguous()
+
+        return replace(
+            self,
+            pre_w=[cast(w) for w in self.pre_w],
+            pre_b=[cast(b) for b in self.pre_b],
+            w1=[[cast(w) for w in ws] for ws in self.w1],
+            b1=[[cast(b) for b in bs] for bs in self.b1],
+            w2=[[cast(w) for w in ws] for ws in self.w2],
+            b2=[[cast(b) for b in bs] for bs in self.b2],
+            mag_w=cast(self.mag_w),
+            mag_b=cast(self.mag_b),
+            pha_w=cast(self.pha_w),
+            pha_b=cast(self.pha_b),
+        )
+
+
+def _linear(bias: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w + bias in the weights' dtype (float32, or bfloat16 with ``with_matmul_dtype``)."""
+    if x.dtype != w.dtype:
+        x = x.to(w.dtype)
+    return torch.addmm(bias, x, w)
 
 
 class _SymmetricConv:
@@ -195,8 +231,8 @@ class FrameStream:
             return torch.zeros(0, bins), torch.zeros(0, bins)
         h = F.layer_norm(x, (c,), eps=LN_EPS)
         mag_nb, self.pending_mag = self.pending_mag[:t], self.pending_mag[t:]
-        mag_wb = torch.addmm(p.mag_b, h[:, 0], p.mag_w).add_(mag_nb)
-        ri = torch.addmm(p.pha_b, h[:, 1], p.pha_w)
+        mag_wb = _linear(p.mag_b, h[:, 0], p.mag_w).float().add_(mag_nb)
+        ri = _linear(p.pha_b, h[:, 1], p.pha_w).float()
         pha_wb = torch.atan2(ri[:, bins:], ri[:, :bins])
         self.frames_out += t
         return mag_wb, pha_wb
@@ -212,7 +248,7 @@ class FrameStream:
         cols = win.unfold(0, k, 1)  # (n, 2, bins, k)
         y = torch.empty(n, 2, c)
         for s in range(2):
-            y[:, s] = torch.addmm(p.pre_b[s], cols[:, s].reshape(n, -1), p.pre_w[s])
+            y[:, s] = _linear(p.pre_b[s], cols[:, s].reshape(n, -1), p.pre_w[s])
         y = F.layer_norm(y, (c,), eps=LN_EPS).mul_(p.pre_ln_w).add_(p.pre_ln_b)
         return self.pre.trim(y)
 
@@ -232,8 +268,8 @@ class FrameStream:
         h = F.layer_norm(h.view(n, 2, c), (c,), eps=LN_EPS)
         y = win[conv.pad : conv.pad + n].clone()  # the residual
         for s in range(2):
-            a = F.gelu(torch.addmm(p.b1[i][s], h[:, s], p.w1[i][s]))
-            y[:, s] += torch.addmm(p.b2[i][s], a, p.w2[i][s])
+            a = F.gelu(_linear(p.b1[i][s], h[:, s], p.w1[i][s]))
+            y[:, s] += _linear(p.b2[i][s], a, p.w2[i][s])
         return conv.trim(y)
 
 
