@@ -40,3 +40,28 @@ def test_quick_recipe_round_trip(tmp_path):
     gen.prepare({"prompt": "a green circle bouncing over dots"})
     frame = gen.pull(0, Fraction(1, 30))[0]
     assert frame.data.shape == (32, 32, 3)
+
+
+def test_training_windows_mirror_inference_windows():
+    """Every training sample looks like a window pass of inference: the same context sizes and the same levels."""
+    from pipelines.rolling_forcing.model import RollingConfig
+    from pipelines.rolling_forcing.train import training_input
+    from streamrt.video.flow import shifted_sigmas
+
+    rc = RollingConfig()
+    sig = shifted_sigmas(rc.timesteps, rc.shift)
+    gen = torch.Generator().manual_seed(0)
+    lat = torch.randn(32, 4, 2, 2)
+    shapes = set()
+    for _ in range(300):
+        x, t, blocks, ws, target = training_input(lat, rc, sig, gen)
+        shapes.add((x.shape[0], ws))
+        assert x.shape[0] <= rc.max_attended_frames and target.shape[0] == x.shape[0] - ws
+        assert (t[:ws] == 0).all(), "context frames are clean, as the cache written at t = 0"
+        newest = t[-1] / 1000
+        n_blocks = (x.shape[0] - ws) // rc.frames_per_block
+        # warm-up windows end with a block at level 0 (pure noise, up to jitter); the oldest is at level n_blocks-1
+        assert abs(float(newest) - sig[0]) <= 0.1 + 1e-6
+        assert abs(float(t[ws] / 1000) - sig[n_blocks - 1]) <= 0.1 + 1e-6
+        assert blocks[ws:].unique().numel() == 1, "the window is bidirectional"
+    assert shapes == {(3, 0), (6, 0), (9, 0), (12, 0), (15, 0), (18, 3), (21, 6)}

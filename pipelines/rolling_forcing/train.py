@@ -68,33 +68,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def training_input(latents: torch.Tensor, rc: RollingConfig, sigmas: list[float], gen: torch.Generator):
-    """One rolling-window sample from a clip (T, C, h, w): (x, t per frame, mask frame blocks, window slice, target)."""
+    """One rolling-window sample from a clip (T, C, h, w), shaped like a window pass of inference:
+    (x, t per frame, block of each frame, index of the first window frame, flow target of the window frames).
+
+    Which window it imitates is drawn: warm-up windows 0..4 (1..5 blocks, the newest at level 0 = pure noise, no
+    context), window 5 (full window + sink), later windows (full window + sink + the most recent clean frames)."""
     fpb, nb = rc.frames_per_block, rc.window_blocks
-    t_total = latents.shape[0]
-    blocks = nb if torch.rand(1, generator=gen) > 0.2 else int(torch.randint(1, nb + 1, (1,), generator=gen))
+    u = float(torch.rand(1, generator=gen))
+    w = int(u / 0.06) if u < 0.3 else (nb if u < 0.4 else nb + 1)  # 0..4 warm-up (6% each), 5, >= 6
+    blocks = min(w + 1, nb)
     win = blocks * fpb
-    with_ctx = torch.rand(1, generator=gen) > 0.2 and t_total >= rc.sink_frames + fpb + win
-    recent = min(rc.max_attended_frames - rc.sink_frames - win, fpb) if with_ctx else 0
-    start = int(
-        torch.randint(rc.sink_frames if with_ctx else 0, t_total - win - recent + 1, (1,), generator=gen)
-    )
+    sink = rc.sink_frames if w >= nb else 0
+    recent = min(rc.max_attended_frames - rc.sink_frames - win, fpb) if w > nb else 0
+    if latents.shape[0] < sink + recent + win:
+        sink = recent = 0
+    start = int(torch.randint(sink, latents.shape[0] - win - recent + 1, (1,), generator=gen))
     parts, frame_blocks, t = [], [], []
-    if with_ctx:
-        parts += [latents[: rc.sink_frames], latents[start : start + recent]]
-        ctx = rc.sink_frames + recent
-        frame_blocks += [i // fpb for i in range(ctx)]
-        t += [0.0] * ctx
+    if sink or recent:
+        parts += [latents[:sink], latents[start : start + recent]]
+        frame_blocks += [i // fpb for i in range(sink + recent)]
+        t += [0.0] * (sink + recent)  # the cache holds clean K/V, written at t = 0
     window = latents[start + recent : start + recent + win]
-    levels = sigmas[nb - blocks :][::-1]  # oldest block least noisy
+    # block b of the window (0 = oldest) sits at level blocks-1-b: the oldest is the least noisy
+    levels = [sigmas[blocks - 1 - b] for b in range(blocks)]
     window_sig = []
     for b in range(blocks):
-        s = (
-            levels[b]
-            if torch.rand(1, generator=gen) < 0.5
-            else float(
-                torch.empty(1).uniform_(max(0.05, levels[b] - 0.1), min(1.0, levels[b] + 0.1), generator=gen)
-            )
-        )
+        s = levels[b]
+        if torch.rand(1, generator=gen) < 0.5:  # jitter half of the time, so nearby levels are learnt too
+            s = float(torch.empty(1).uniform_(max(0.05, s - 0.1), min(1.0, s + 0.1), generator=gen))
         window_sig += [s] * fpb
     sig = torch.tensor(window_sig).view(-1, 1, 1, 1)
     noise = torch.randn(window.shape, generator=gen)
@@ -102,12 +103,13 @@ def training_input(latents: torch.Tensor, rc: RollingConfig, sigmas: list[float]
     last = (frame_blocks[-1] + 1) if frame_blocks else 0
     frame_blocks += [last] * win  # the whole window is one block: bidirectional, sees all context
     x = torch.cat([*parts, noisy]) if parts else noisy
+    target = noise - window
     return (
         x,
         torch.tensor(t + [s * 1000 for s in window_sig]),
         torch.tensor(frame_blocks),
         x.shape[0] - win,
-        noise - window,
+        target,
     )
 
 
