@@ -5,7 +5,8 @@ per-segment multistep distillation.
 2. Teacher (buffered flow matching): a buffer of K clean reference frames + N chunks of c frames cut from a clip;
    chunk i (counted from the noisy end, i = 1..N) gets tau_i ~ U[(i-1)/N, i/N]; chunk sizes are mixed (every c in
    {1, 2, 4, 8, 16} that divides the buffer); loss ||u - (X1 - (1 - sigma_min) X0)||^2 on the chunk frames. The DiT
-   runs with the inference attention (3D windows shifted every other layer).
+   runs with the inference attention (3D windows shifted every other layer). Single-chunk samples also train the
+   start-up case (the whole buffer, reference slots included, at one tau: a plain text-to-video generation).
 3. Distillation per segment: the student starts from the teacher (its trajectory guided by CFG, as the paper's
    teacher; the caption is dropped 10% of the time in step 2 so the teacher knows the unconditional velocity). A buffer at the segment boundaries of inference
    (chunk j of N at tau = j/N) is moved by the teacher with s_teacher Euler micro-steps of 1/(N s_teacher) (all
@@ -124,17 +125,23 @@ def run(args: argparse.Namespace) -> int:
             taus = torch.cat(
                 [((n - 1 - j) + torch.rand(1, generator=gen)) / n * torch.ones(c) for j in range(n)]
             )
-            taus = torch.cat([torch.ones(cfg.ref_frames), taus])
+            # start-up is a plain text-to-video generation: every frame of the buffer (the reference slots too) at one
+            # tau; half of the single-chunk samples train that case, the others keep clean references
+            startup = n == 1 and torch.rand(1, generator=gen) < 0.5
+            k = 0 if startup else cfg.ref_frames
+            taus = torch.cat(
+                [taus[:1].expand(cfg.ref_frames) if startup else torch.ones(cfg.ref_frames), taus]
+            )
             x0 = torch.randn(x1.shape, generator=gen)
             tt = taus.view(-1, 1, 1, 1)
             x_tau = tt * x1 + (1 - (1 - cfg.sigma_min) * tt) * x0
-            x_tau[: cfg.ref_frames] = x1[: cfg.ref_frames]
+            x_tau[:k] = x1[:k]
             # the caption is dropped 10% of the time: the teacher also learns the unconditional velocity (CFG)
             caption = data.train.captions[i] if torch.rand(1, generator=gen) > 0.1 else ""
             ctx = data.text.encode([caption], word_dropout=0.1, generator=gen)
             u = velocity(teacher, plan, x_tau, taus, ctx)
             target = x1 - (1 - cfg.sigma_min) * x0
-            loss = loss + F.mse_loss(u[cfg.ref_frames :], target[cfg.ref_frames :]) / args.batch
+            loss = loss + F.mse_loss(u[k:], target[k:]) / args.batch
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
