@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 
@@ -65,3 +66,52 @@ def test_training_windows_mirror_inference_windows():
         assert abs(float(t[ws] / 1000) - sig[n_blocks - 1]) <= 0.1 + 1e-6
         assert blocks[ws:].unique().numel() == 1, "the window is bidirectional"
     assert shapes == {(3, 0), (6, 0), (9, 0), (12, 0), (15, 0), (18, 3), (21, 6)}
+
+
+def test_training_attention_equals_inference_attention(tmp_path):
+    """Window 6 of inference (sink = block 0, cache = block 1, window = blocks 2..6) computed with the training
+    path (one sequence, block-causal mask, contiguous positions) gives the same x0: what training teaches is what
+    inference runs."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from contract_t2v import tiny_rolling_forcing
+
+    from pipelines.rolling_forcing.train import MaskedAttention
+    from streamrt.video.attention import block_causal_mask
+    from streamrt.video.flow import FlowLevels
+
+    torch.set_num_threads(1)
+    gen = RollingForcingGenerator.load(model=str(tiny_rolling_forcing(tmp_path)))
+    gen.prepare({})
+    e = gen.engine
+    seen = {}
+    real = e.window.denoiser
+
+    def spy(batch):
+        out = real(batch)
+        if e.windows == 7:  # the pass just made was window 6
+            seen["x"], seen["x0"] = batch.latents.clone(), out.clone()
+            seen["sigmas"] = e.schedule.sigma(batch.levels).clone()
+        return out
+
+    e.window.denoiser = spy
+    with torch.inference_mode():
+        blocks = [e.step().clone() for _ in range(3)]  # blocks 0, 1, 2 (window 6 emits block 2)
+        fpb = e.cfg.frames_per_block
+
+        def time_order(rows):  # the window's rows are blocks noisiest first, frames in order inside a block
+            return torch.cat(list(reversed(rows.split(fpb))))
+
+        window = time_order(seen["x"])
+        sig = time_order(seen["sigmas"])
+        x = torch.cat([blocks[0], blocks[1], window])
+        t = torch.cat([torch.zeros(2 * fpb), sig * 1000])
+        frame_blocks = torch.tensor([0] * fpb + [1] * fpb + [2] * window.shape[0])
+        tpf = e.latent_hw[0] // 2 * (e.latent_hw[1] // 2)
+        plan = MaskedAttention(block_causal_mask(frame_blocks, tpf))
+        ctx = e.dit.embed_text(gen.encode_prompt(gen.params["prompt"]))
+        v = e.dit(x.transpose(0, 1)[None], t[None], ctx, plan=plan, context_embedded=True)[0].transpose(0, 1)
+        x0 = FlowLevels.x0_from_velocity(x[2 * fpb :], v[2 * fpb :], sig)
+    expected = time_order(seen["x0"])
+    assert torch.allclose(x0, expected, atol=1e-4), (x0 - expected).abs().max()
