@@ -192,7 +192,10 @@ class CausalUNet(nn.Module):
             blocks += [ResBlock(ch[i], ch[i], e, g, kt) for _ in range(cfg.up_blocks - 1)]
             self.up_blocks.append(nn.ModuleList(blocks))
         self.norm_out = nn.GroupNorm(g, ch[0])
-        self.emb_out = nn.Linear(e, ch[0])  # the embedding once more, next to the output head
+        # The embedding once more, next to the output head, as a (channel, frequency) map: interaural time
+        # differences are phase slopes across frequency (a delay of k samples turns bin f by pi * k * f / 256), which
+        # a per-channel offset, constant over frequency, cannot express.
+        self.emb_out = nn.Linear(e, ch[0] * N_BINS)
         # v directly (4), and complex per-bin gains per ear applied to x (4) and to phi (4): see ``forward``
         self.conv_out = CausalConv(ch[0], 3 * STATE_CHANNELS, 3, kt)
         for name, module in self.named_modules():
@@ -238,7 +241,7 @@ class CausalUNet(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb, state)
-        h = frame_group_norm(h, self.norm_out) + self.emb_out(emb).transpose(1, 2)[..., None]
+        h = frame_group_norm(h, self.norm_out) + self.emb_out(emb).view(b, n, -1, N_BINS).transpose(1, 2)
         out = self.conv_out(F.silu(h), state)
         # The output head: v = d + a * x + b * phi (complex products per bin and ear). Per-frame GroupNorm leaves the
         # features without the frame's level, while v scales with it: for the simulated direct path,
