@@ -150,6 +150,12 @@ class APBWEGenerator(Generator):
                 f"these AP-BWE weights were trained for {trained} Hz output; set target_rate={trained} "
                 f"(or give a {rate} Hz checkpoint with --checkpoint)"
             )
+        if trained is None:
+            log.info(
+                "ap-bwe: the checkpoint does not record its rates; running at target_rate=%d "
+                "(the official 48 kHz models need target_rate=48000, the 16 kHz ones 16000)",
+                rate,
+            )
         precision = self.params["precision"]
         if precision not in self._packed_by_precision:
             self._packed_by_precision[precision] = self.packed.with_matmul_dtype(getattr(torch, precision))

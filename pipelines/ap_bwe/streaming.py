@@ -9,9 +9,11 @@ each layer gets the 3 zero frames of its right padding, so the frames equal offl
 Around the network, the streaming STFT/ISTFT of ``buffers.stft`` (centred, reflect padding at both ends, as
 ``torch.stft(center=True)``) turn samples into frames and back.
 
-For speed both streams run as one batch: their weights are stacked once (``PackedAPBWE``), the two depthwise convs
-are one grouped conv, the two MLPs one ``baddbmm``; LayerNorm affines and layer scales are folded into the adjacent
-linear layers (exact up to float rounding). Offline enhancement is the same engine fed with large blocks of frames.
+For speed the weights are rearranged once (``PackedAPBWE``): activations are time-major with both streams side by
+side, so LayerNorm, the interaction and the depthwise convs act on both streams at once; LayerNorm affines and layer
+scales are folded into the adjacent linear layers (exact up to float rounding). Offline enhancement is the same
+engine fed with large blocks of frames. In small chunks the cost is the weights' memory traffic (every chunk reads
+all of them), which ``precision=bfloat16`` halves.
 """
 
 from __future__ import annotations
@@ -294,14 +296,15 @@ class AudioStream:
         self.istft.reset()
         self.samples_in = 0
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode, here: the samples returned are ordinary tensors that callers may modify in place
+    @torch.no_grad()
     def push(self, audio: torch.Tensor) -> torch.Tensor:
         """audio: (S,) float32 at the target rate -> (S',) output samples that are final now."""
         self.samples_in += audio.shape[-1]
         spec = self.stft.push(audio)
         return self._frames_to_audio(spec, final=False)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def flush(self) -> torch.Tensor:
         length = self.samples_in
         if length == 0:
@@ -330,7 +333,7 @@ class AudioStream:
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def enhance(packed: PackedAPBWE, audio: torch.Tensor, block_frames: int = 1024) -> torch.Tensor:
     """Offline bandwidth extension of a whole (S,) signal: the streaming engine fed in blocks of frames.
 
