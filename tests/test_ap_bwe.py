@@ -408,12 +408,25 @@ def test_render_with_an_official_checkpoint(tmp_path, capsys):
     ckpt = save_official(ref, tmp_path / "g_official", "torch")
     x = speechlike(0.93, 16_000, seed=7)
     src = write_wav(tmp_path / "in16k.wav", x[None], 16_000)  # already at the target rate: taken as it is
-    out = tmp_path / "out.wav"
-    argv = ["render", "ap-bwe", "-i", str(src), "-o", str(out), "--checkpoint", str(ckpt), "--chunk-ms", "20"]
-    assert main([*argv, "--no-progress"]) == 0, capsys.readouterr().err
-    y, rate = load_audio(out)
-    assert rate == 16_000 and y.shape == (1, x.shape[-1])
-    assert float((y[0] - official_output(ref, x)).abs().max()) < 2e-3  # 16-bit output file
+    expected = official_output(ref, x)
+    for chunk_ms in ("10", "33", "100"):  # the streaming path, in chunks of the given length
+        out = tmp_path / f"out{chunk_ms}.wav"
+        argv = [
+            "render",
+            "ap-bwe",
+            "-i",
+            str(src),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(ckpt),
+            "--chunk-ms",
+            chunk_ms,
+        ]
+        assert main([*argv, "--no-progress"]) == 0, capsys.readouterr().err
+        y, rate = load_audio(out)
+        assert rate == 16_000 and y.shape == (1, x.shape[-1])
+        assert rel_err(y[0], expected) < 1e-3  # offline output of the whole file (written as 16-bit PCM)
 
     # narrowband input at its own rate: resampled up to target_rate, duration kept
     nb = tmp_path / "in8k.wav"
