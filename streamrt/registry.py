@@ -26,6 +26,9 @@ _BUILTIN = {
     "streamdiffusion": "pipelines.streamdiffusion:StreamDiffusionGenerator",
     "ap-bwe": "pipelines.ap_bwe:APBWEGenerator",
     "binauralflow": "pipelines.binauralflow:BinauralFlowGenerator",
+    "streamdit": "pipelines.streamdit:StreamDiTGenerator",
+    "rolling-forcing": "pipelines.rolling_forcing:RollingForcingGenerator",
+    "streamingt2v": "pipelines.streamingt2v:StreamingT2VGenerator",
 }
 
 

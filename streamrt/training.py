@@ -15,6 +15,9 @@ RECIPES: dict[str, str] = {
     "streamdiffusion": "pipelines.streamdiffusion.train",
     "ap-bwe": "pipelines.ap_bwe.train",
     "binauralflow": "pipelines.binauralflow.train",
+    "streamdit": "pipelines.streamdit.train",
+    "rolling-forcing": "pipelines.rolling_forcing.train",
+    "streamingt2v": "pipelines.streamingt2v.train",
 }
 
 

@@ -215,6 +215,9 @@ FACTORIES: dict[str, Callable[[], list[Case]]] = {
     "streamdiffusion": streamdiffusion_cases,
     "ap-bwe": _cases_in("contract_ap_bwe"),
     "binauralflow": _cases_in("contract_binauralflow"),
+    "streamdit": _cases_in("contract_streamdit"),
+    "rolling-forcing": _cases_in("contract_rolling_forcing"),
+    "streamingt2v": _cases_in("contract_streamingt2v"),
 }
 
 

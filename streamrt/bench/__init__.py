@@ -12,7 +12,8 @@ Suites (``SUITES``), one module each:
 - ``overhead``: the runtime's own cost per frame (passthrough generator, session, conversions) at 512x512;
 - ``streamdiffusion``: end-to-end img2img fps with the split between denoising and the VAE;
 - ``webrtc``: the transport (``transport.bench_webrtc``);
-- ``ap-bwe``, ``binauralflow``: offline and streaming speed of the audio generators (in their pipeline packages).
+- ``ap-bwe``, ``binauralflow``: offline and streaming speed of the audio generators (in their pipeline packages);
+- ``t2v``: fps, first-frame latency and memory growth of the text-to-video generators (``pipelines.t2v_bench``).
 
 ``streamrt.cli`` calls ``register(subparsers)``; ``python -m streamrt.bench SUITE ...`` is ``streamrt bench SUITE ...``.
 """
@@ -38,6 +39,7 @@ SUITES: dict[str, str] = {
     "webrtc": "transport.bench_webrtc",
     "ap-bwe": "pipelines.ap_bwe.bench",
     "binauralflow": "pipelines.binauralflow.bench",
+    "t2v": "pipelines.t2v_bench",
 }
 
 
