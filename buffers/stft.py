@@ -115,6 +115,7 @@ class StreamingSTFT:
         self.n_fft, self.hop, self.padding = n_fft, hop, padding
         self.window, left = _window(n_fft, win_length, window)
         self._raw_window = self.window[left : left + (n_fft if win_length is None else win_length)]
+        self._win_end = left + len(self._raw_window)  # a frame needs its samples up to here
         self.reset()
 
     def reset(self) -> None:
@@ -170,12 +171,20 @@ class StreamingSTFT:
             return stft(head, self.n_fft, self.hop, len(self._raw_window), window=self._raw_window)
         assert self._tail is not None
         self._buf = torch.cat([self._buf, _reflect(self._tail, pad, "right")], dim=-1)
-        return self._emit()
+        return self._emit(total=1 + self.samples_in // self.hop)
 
-    def _emit(self) -> torch.Tensor:
+    def _emit(self, total: int | None = None) -> torch.Tensor:
+        """Frames whose window (not the whole n_fft frame) lies inside the buffer: a window shorter than n_fft
+        sits in the middle of its frame, and the zeros around it need no samples (AP-BWE: 320 of 1024)."""
         assert self._buf is not None
-        count = (self._buf.shape[-1] - self.n_fft) // self.hop + 1 if self._buf.shape[-1] >= self.n_fft else 0
-        out = _frames(self._buf, self.n_fft, self.hop, count, self.window)
+        have, need = self._buf.shape[-1], self._win_end
+        count = (have - need) // self.hop + 1 if have >= need else 0
+        if total is not None:
+            count = min(count, total - self.frames_emitted)
+        buf = self._buf
+        if count and (short := (count - 1) * self.hop + self.n_fft - have) > 0:
+            buf = F.pad(buf, (0, short))  # under the window's zero tail: the values never count
+        out = _frames(buf, self.n_fft, self.hop, count, self.window)
         if count:
             self._buf = self._buf[..., count * self.hop :]
             self.frames_emitted += count

@@ -31,7 +31,7 @@ def _build(params: dict):
 def cases() -> list[Case]:
     common = {"feed": MediaKind.AUDIO, "channels": 1}
     return [
-        # 10 ms chunks at 16 kHz; the stream is long enough for outputs to leave before the end (latency 177 ms)
+        # 10 ms chunks at 16 kHz; the stream is long enough for outputs to leave before the end (latency 155 ms)
         Case(
             "ap-bwe-16k",
             "ap-bwe",

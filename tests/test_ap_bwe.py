@@ -327,7 +327,8 @@ def test_declared_latency_is_the_measured_one():
         if i + 1 > 3000:
             worst = max(worst, i + 1 - emitted)
     assert worst == latency_samples(ours.config) == APBWEGenerator.spec.latency
-    assert latency_samples(FULL_SIZE) == 512 + 27 * HOP + WIN // 2 - 1  # 177 ms at 16 kHz, 59 ms at 48 kHz
+    # no wait beyond the receptive field: latency == lookahead (155 ms at 16 kHz, 52 ms at 48 kHz)
+    assert latency_samples(FULL_SIZE) == WIN + 27 * HOP - 1 == lookahead_samples(FULL_SIZE)
 
 
 # ------------------------------------------------------------------------------------- losses and discriminators

@@ -155,3 +155,19 @@ def test_espeak_corpus(tmp_path):
     stamps = [f.stat().st_mtime_ns for f in files]
     speech.corpus(tmp_path, 2, sample_rate=16_000, seed=1)  # cached: nothing re-synthesised
     assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def test_stft_emits_a_frame_once_its_window_is_in():
+    # AP-BWE framing: a 320-sample window centred in a 1024-sample frame. Frame t (centred on sample t*hop) is complete
+    # once sample t*hop + win/2 - 1 is in; the frame's zero tail needs no input.
+    n_fft, hop, win = 1024, 80, 320
+    x = torch.randn(1, 4000)
+    s = StreamingSTFT(n_fft, hop, win)
+    emitted = 0
+    for n in range(1, 4001):
+        emitted += s.push(x[:, n - 1 : n]).shape[-1]
+        if n > n_fft // 2:  # the left reflection needs the first n_fft/2 + 1 samples
+            assert emitted == (n - win // 2) // hop + 1, n
+    torch.testing.assert_close(
+        torch.cat([stft(x, n_fft, hop, win)[..., :emitted], s.flush()], -1), stft(x, n_fft, hop, win)
+    )

@@ -42,12 +42,12 @@ def lookahead_samples(config: APBWEConfig = FULL_SIZE) -> int:
 def latency_samples(config: APBWEConfig = FULL_SIZE) -> int:
     """Samples pushed after an input sample before its output sample is emitted, at most (algorithmic latency).
 
-    The streaming STFT completes frame t when sample t*hop + n_fft/2 - 1 is in (it frames the full n_fft); the
-    network needs ``frame_lookahead`` frames more; the ISTFT releases a sample once no later window covers it
-    (win/2 after its last frame's centre). Frames complete every hop samples, so the worst case is one sample short
-    of the next frame.
+    The streaming STFT completes frame t as soon as its window's last sample, t*hop + win/2 - 1, is in (the zeros
+    that pad the 320-sample window to n_fft need no input); the network needs ``frame_lookahead`` frames more; the
+    ISTFT releases a sample once no later window covers it. So the latency equals the lookahead: nothing waits
+    longer than the model's receptive field requires.
     """
-    return config.n_fft // 2 + config.frame_lookahead * config.hop + config.win // 2 - 1
+    return config.win + config.frame_lookahead * config.hop - 1
 
 
 class APBWEGenerator(Generator):
