@@ -167,8 +167,15 @@ class CausalUNet(nn.Module):
         ch, kt, g, e = cfg.channels, cfg.time_kernel, cfg.groups, cfg.emb_dim
         self.t_features = FourierEmbedding(1, cfg.fourier_features, cfg.t_scale)
         self.pose_features = FourierEmbedding(POSE_DIM, cfg.pose_features, cfg.pose_scale)
-        n_features = 2 * cfg.fourier_features + 2 * POSE_DIM * cfg.pose_features + POSE_DIM
-        self.emb_mlp = nn.Sequential(nn.Linear(n_features, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
+        # one MLP for t and one for the poses, summed. The pose MLP's last layer starts at zero: in a shared MLP the
+        # 238 pose inputs were noise to the t-dependence that training learns first, their weights were driven down,
+        # and the trained model ignored the poses; starting silent, the pose path grows as far as it helps.
+        self.t_mlp = nn.Sequential(nn.Linear(2 * cfg.fourier_features, e), nn.SiLU(), nn.Linear(e, e))
+        self.pose_mlp = nn.Sequential(
+            nn.Linear(2 * POSE_DIM * cfg.pose_features + POSE_DIM, e), nn.SiLU(), nn.Linear(e, e)
+        )
+        nn.init.zeros_(self.pose_mlp[-1].weight)
+        nn.init.zeros_(self.pose_mlp[-1].bias)
         bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
         k = torch.tensor(cfg.freq_periods, dtype=torch.float32)
         angles = math.pi * bins[None, :] * k[:, None]
@@ -209,8 +216,8 @@ class CausalUNet(nn.Module):
         """t (B,) or (B, T), poses (B, T, 14) -> (B, T, E)."""
         b, n, _ = poses.shape
         t = t.reshape(b, -1).expand(b, n) if t.ndim <= 1 or t.shape[-1] == 1 else t
-        feats = [self.t_features(t[..., None]), self.pose_features(poses), poses]
-        return self.emb_mlp(torch.cat(feats, dim=-1))
+        pose = self.pose_mlp(torch.cat([self.pose_features(poses), poses], dim=-1))
+        return F.silu(self.t_mlp(self.t_features(t[..., None])) + pose)
 
     def forward(
         self,

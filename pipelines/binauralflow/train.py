@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, default=Path("runs/speech"), help="cache of synthesised utterances"
     )
     parser.add_argument("--utterances", type=int, default=600, help="espeak-ng training utterances")
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="segments per step (each at its own position)")
     parser.add_argument("--frames", type=int, default=64, help="STFT frames per segment (hop 128 at 48 kHz)")
     parser.add_argument(
