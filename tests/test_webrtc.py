@@ -230,3 +230,19 @@ def test_a_slow_generator_sees_only_the_newest_frame_and_latency_stays_flat(
             await client.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("pipeline", ["ap-bwe", "binauralflow"])
+def test_an_audio_generator_streams_over_an_audio_track(pipeline: str) -> None:
+    # A real aiortc peer sends a microphone-like tone (48 kHz Opus) and no camera; the server resamples it to the
+    # generator's rate, runs the embedded default model, and sends the generated audio back.
+    async def scenario() -> None:
+        async with serving(pipeline=pipeline) as (server, base):
+            client = Client(base, send_video=False, send_audio=True)
+            await client.connect(pipeline)
+            await wait_until(lambda: client.audio_frames >= 50 and client.audio_peak > 0.01, 60)
+            live = server.sessions[client.session_id]
+            assert live.audio_tracks and live.error is None
+            await client.close()
+
+    run(scenario())
