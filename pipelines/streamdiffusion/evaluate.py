@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import synthetic
+from .pipeline import to_epsilon
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +133,14 @@ def sample(
         x0 = x
         for k, (t, a, b, cs, co) in enumerate(steps):
             tt = torch.full((x.shape[0],), t)
+            kind = c.scheduler.config.prediction_type
+            abar = c.scheduler.alphas_cumprod[t].float()
             if guidance_scale > 1.0:
                 both = c.unet(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([uncond[sl], emb[sl]])).sample
-                eu, ec = both.chunk(2)
+                eu, ec = to_epsilon(kind, both, torch.cat([x, x]), abar).chunk(2)
                 eps = eu + guidance_scale * (ec - eu)
             else:
-                eps = c.unet(x, tt, encoder_hidden_states=emb[sl]).sample
+                eps = to_epsilon(kind, c.unet(x, tt, encoder_hidden_states=emb[sl]).sample, x, abar)
             x0 = co * (x - b * eps) / a + cs * x
             if k + 1 < len(steps):
                 _, an, bn, _, _ = steps[k + 1]

@@ -34,6 +34,19 @@ DEFAULT_PROMPT = "neon style"
 MAX_PIXELS = 2048 * 2048
 
 
+def to_epsilon(kind: str, out: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """A model output of ``prediction_type`` kind as epsilon, exactly (``abar``: alphas_cumprod at the timestep,
+    broadcastable): eps = alpha*v + beta*x_t for v-prediction, eps = (x_t - alpha*x0)/beta for sample prediction."""
+    if kind == "epsilon":
+        return out
+    alpha, beta = abar.sqrt(), (1 - abar).sqrt()
+    if kind == "v_prediction":
+        return alpha * out + beta * x_t
+    if kind == "sample":
+        return (x_t - alpha * out) / beta
+    raise ModelLoadError(f"unsupported prediction_type {kind!r}")
+
+
 class StreamDiffusion:
     """The Stream Batch engine over one set of SD components."""
 
@@ -165,12 +178,7 @@ class StreamDiffusion:
         if kind == "epsilon":
             return out
         abar = self._alphas_cumprod[timesteps.to(self._alphas_cumprod.device)].view(-1, 1, 1, 1)
-        alpha, beta = abar.sqrt(), (1 - abar).sqrt()
-        if kind == "v_prediction":
-            return alpha * out + beta * x_t
-        if kind == "sample":
-            return (x_t - alpha * out) / beta
-        raise ModelLoadError(f"unsupported prediction_type {kind!r}")
+        return to_epsilon(kind, out, x_t, abar)
 
     # ------------------------------------------------------------------ streaming
     @torch.inference_mode()

@@ -59,14 +59,16 @@ def text_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> dict[s
     }
 
 
-def scheduler_config() -> dict[str, Any]:
-    # Stable Diffusion's noise schedule, so t_index_list [32, 45] of 50 LCM steps means t = 359, 99 as upstream
+def scheduler_config(prediction_type: str = "v_prediction") -> dict[str, Any]:
+    # Stable Diffusion's noise schedule, so t_index_list [32, 45] of 50 LCM steps means t = 359, 99 as upstream.
+    # v-prediction (as SD 2.x): at t near 999 an epsilon model's x0 = (x - beta*eps)/alpha divides its error by
+    # alpha ~ 0.07, which a tiny model cannot afford; x0 = alpha*x - beta*v does not amplify it.
     return {
         "num_train_timesteps": 1000,
         "beta_start": 0.00085,
         "beta_end": 0.012,
         "beta_schedule": "scaled_linear",
-        "prediction_type": "epsilon",
+        "prediction_type": prediction_type,
         "original_inference_steps": 50,
         "clip_sample": False,
         "set_alpha_to_one": True,

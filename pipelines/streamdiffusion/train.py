@@ -212,17 +212,24 @@ def train_diffusion(
     uncond_prob: float = 0.1,
     snr_gamma: float = 5.0,
     ema_decay: float = 0.998,
+    prediction_type: str = "v_prediction",
 ) -> tuple[Any, Any, dict[str, float]]:
     from diffusers import LCMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     unet = UNet2DConditionModel(**tiny_config.unet_config())
     text = CLIPTextModel(CLIPTextConfig(**tiny_config.text_config(vocab_size, bos, eos)))
-    sch = LCMScheduler(**tiny_config.scheduler_config())  # same betas as sampling uses
+    sch = LCMScheduler(**tiny_config.scheduler_config(prediction_type))  # same betas as sampling uses
     abar = sch.alphas_cumprod.float()
     snr = abar / (1 - abar)
-    # min-SNR-gamma weighting for epsilon prediction: w = min(snr, gamma) / snr (Hang et al. 2023)
-    weight = snr.clamp(max=snr_gamma) / snr
+    # min-SNR-gamma weighting (Hang et al. 2023): min(snr, gamma) / snr for epsilon, min(snr, gamma) / (snr + 1)
+    # for v-prediction: both give every timestep the x0-space weight min(snr, gamma)
+    if prediction_type == "epsilon":
+        weight = snr.clamp(max=snr_gamma) / snr
+    elif prediction_type == "v_prediction":
+        weight = snr.clamp(max=snr_gamma) / (snr + 1)
+    else:
+        raise ValueError(f"prediction_type must be epsilon or v_prediction; got {prediction_type!r}")
 
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2, betas=(0.9, 0.99))
@@ -250,8 +257,9 @@ def train_diffusion(
         b = (1 - abar[t]).sqrt()[:, None, None, None]
         xt = a * x0 + b * noise
         cond = text(tok).last_hidden_state
-        eps = unet(xt, t, encoder_hidden_states=cond).sample
-        per = (eps - noise).square().mean(dim=(1, 2, 3))
+        pred = unet(xt, t, encoder_hidden_states=cond).sample
+        target = noise if prediction_type == "epsilon" else a * noise - b * x0
+        per = (pred - target).square().mean(dim=(1, 2, 3))
         loss = (per * weight[t]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,16 +274,18 @@ def train_diffusion(
                 pe.lerp_(p, 1 - d)
         losses.append(float(per.detach().mean()))
         if progress:
-            bar.set_postfix(eps_mse=f"{np.mean(losses[-50:]):.4f}")
+            bar.set_postfix(mse=f"{np.mean(losses[-50:]):.4f}")
     return (
         ema_unet,
         ema_text,
-        {"unet_final_eps_mse": float(np.mean(losses[-100:])) if losses else float("nan")},
+        {"unet_final_mse": float(np.mean(losses[-100:])) if losses else float("nan")},
     )
 
 
 # ------------------------------------------------------------------------------------------------------------ saving
-def save_folder(out_dir: Path, unet: Any, vae: Any, text: Any, tokenizer_dir: Path) -> None:
+def save_folder(
+    out_dir: Path, unet: Any, vae: Any, text: Any, tokenizer_dir: Path, prediction_type: str = "v_prediction"
+) -> None:
     """Write a diffusers StableDiffusion-style folder with fp16 safetensors weights."""
     import diffusers
     from diffusers import LCMScheduler
@@ -288,7 +298,7 @@ def save_folder(out_dir: Path, unet: Any, vae: Any, text: Any, tokenizer_dir: Pa
     copy.deepcopy(unet).half().save_pretrained(out_dir / "unet", safe_serialization=True)
     copy.deepcopy(vae).half().save_pretrained(out_dir / "vae", safe_serialization=True)
     copy.deepcopy(text).half().save_pretrained(out_dir / "text_encoder", safe_serialization=True)
-    LCMScheduler(**tiny_config.scheduler_config()).save_pretrained(out_dir / "scheduler")
+    LCMScheduler(**tiny_config.scheduler_config(prediction_type)).save_pretrained(out_dir / "scheduler")
     shutil.copytree(tokenizer_dir, out_dir / "tokenizer")
     index = {
         "_class_name": "StableDiffusionPipeline",
@@ -325,10 +335,13 @@ def train(
     vae_lr: float = 1e-3,
     vae_color_weight: float = 1.0,
     unet_lr: float = 1e-3,
+    prediction_type: str = "v_prediction",
+    vae_from: Path | None = None,
+    threads: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the whole recipe and write a diffusers folder to out_dir. Returns metrics (also saved as train_metrics.json)."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
@@ -337,6 +350,7 @@ def train(
         "num_images": num_images,
         "vae_steps": vae_steps,
         "unet_steps": unet_steps,
+        "prediction_type": prediction_type,
     }
 
     images, captions, _ = synthetic.make_dataset(num_images, seed, image_size)
@@ -350,16 +364,24 @@ def train(
 
         t1 = time.perf_counter()
         crop = min(vae_crop, image_size)
-        vae, m = train_vae(
-            images,
-            steps=vae_steps,
-            batch_size=vae_batch_size,
-            crop=crop,
-            lr=vae_lr,
-            gen=gen,
-            progress=progress,
-        )
-        metrics.update(m)
+        if vae_from is not None:
+            # Keep an already trained VAE (e.g. the committed one) and train only the text encoder and UNet.
+            from diffusers import AutoencoderTiny
+
+            vae = AutoencoderTiny.from_pretrained(vae_from, subfolder="vae", torch_dtype=torch.float32).eval()
+            metrics["vae_from"] = str(vae_from)
+        else:
+            vae, m = train_vae(
+                images,
+                steps=vae_steps,
+                batch_size=vae_batch_size,
+                crop=crop,
+                lr=vae_lr,
+                gen=gen,
+                progress=progress,
+                color_weight=vae_color_weight,
+            )
+            metrics.update(m)
         metrics["vae_s"] = round(time.perf_counter() - t1, 1)
 
         raw = encode_images(vae, images)
@@ -389,10 +411,11 @@ def train(
             lr=unet_lr,
             gen=gen,
             progress=progress,
+            prediction_type=prediction_type,
         )
         metrics.update(m)
         metrics["unet_s"] = round(time.perf_counter() - t2, 1)
-        save_folder(out_dir, unet, vae, text, tok_dir)
+        save_folder(out_dir, unet, vae, text, tok_dir, prediction_type)
 
     metrics["params"] = {"unet": _nparams(unet), "vae": _nparams(vae), "text_encoder": _nparams(text)}
     metrics["total_s"] = round(time.perf_counter() - t0, 1)
@@ -405,12 +428,14 @@ def train(
 # The defaults are the recipe of the committed assets/streamdiffusion-tiny weights.
 DEFAULTS: dict[str, Any] = {
     "vae_steps": 1500,
-    "unet_steps": 1000,
+    "unet_steps": 1500,
     "batch_size": 16,
     "num_images": 2000,
     "seed": 0,
     "vae_lr": 1e-3,
-    "vae_color_weight": 4.0,
+    # 1.0: what trained the committed VAE (its first card said 4, but a bug passed the function default)
+    "vae_color_weight": 1.0,
+    "prediction_type": "v_prediction",
 }
 QUICK: dict[str, Any] = {"vae_steps": 3, "unet_steps": 3, "batch_size": 4, "num_images": 8}
 
@@ -424,6 +449,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--vae-lr", type=float, default=DEFAULTS["vae_lr"])
     parser.add_argument("--vae-color-weight", type=float, default=DEFAULTS["vae_color_weight"])
+    parser.add_argument(
+        "--prediction-type", choices=("v_prediction", "epsilon"), default=DEFAULTS["prediction_type"]
+    )
+    parser.add_argument(
+        "--vae-from", type=Path, default=None, metavar="DIR", help="reuse DIR's VAE instead of training one"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="a few steps on tiny data (smoke test, CI)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -431,11 +463,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     kw = {
         k: getattr(args, k)
-        for k in ("vae_steps", "unet_steps", "batch_size", "num_images", "vae_lr", "vae_color_weight")
+        for k in (
+            "vae_steps",
+            "unet_steps",
+            "batch_size",
+            "num_images",
+            "vae_lr",
+            "vae_color_weight",
+            "prediction_type",
+        )
     }
     if args.quick:
-        kw = dict(QUICK)
-    metrics = train(Path(args.out), seed=args.seed, progress=not args.no_progress, **kw)
+        kw = dict(QUICK, prediction_type=args.prediction_type)
+    metrics = train(
+        Path(args.out),
+        seed=args.seed,
+        progress=not args.no_progress,
+        vae_from=args.vae_from,
+        threads=args.threads,
+        **kw,
+    )
     logger.info("metrics: %s", json.dumps(metrics))
     return 0
 
