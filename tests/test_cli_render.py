@@ -280,7 +280,16 @@ def test_interrupt_from_writer(tmp_path: Path, clips: dict[str, Path], monkeypat
     assert files_in(tmp_path) == []
 
 
-def test_interrupt_while_generating(tmp_path: Path, clips: dict[str, Path], capsys) -> None:
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, even when this process was started with SIGINT ignored (as `cmd &` in a
+    non-interactive shell does): the tests below are about what streamrt does with the interrupt."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_interrupt_while_generating(tmp_path: Path, clips: dict[str, Path], capsys, sigint_raises) -> None:
     code, _, err = run(
         ["render", "interrupts", "-i", str(clips[".mp4"]), "-o", str(tmp_path / "o.mp4")], capsys
     )
@@ -321,7 +330,9 @@ def test_subprocess_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
     # A real SIGINT delivered to the process mid-render: exit 130, one line, no partial file.
     script = textwrap.dedent(
         f"""
+        import signal
         import sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
         from streamrt import registry
         from test_cli_render import TEST_GENERATORS
         real_get = registry.get
