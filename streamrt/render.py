@@ -33,7 +33,7 @@ from streamrt.generator import GeneratorSpec, MediaKind
 from streamrt.loading import with_runtime_features
 from streamrt.params import parse_assignments
 from streamrt.render_audio import AudioRenderResult, check_chunk_ms, render_audio
-from streamrt.session import Session, ticks
+from streamrt.session import Session, next_output, ticks
 from transport.files import AudioSpec, MediaReader, MediaWriter, check_output_path, open_input
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def _run(
         feeder.start()
         pending: list[AudioFrame] = []
         while True:
-            item = _next_output(session)
+            item = next_output(session)
             if isinstance(item, EndOfStream):
                 break
             if isinstance(item, ErrorEvent):
@@ -322,26 +322,6 @@ def _default_fps(spec: GeneratorSpec) -> float:
         if value:
             return float(value)
     return DEFAULT_FPS
-
-
-def _next_output(session: Session) -> Any:
-    # Poll rather than block forever: a worker that died without an end-of-stream must not hang the render.
-    while True:
-        try:
-            return session.output.get(timeout=0.5)
-        except TimeoutError:
-            if not session.running:
-                try:
-                    item = session.output.get_nowait()
-                except QueueClosed:
-                    item = None
-                if item is not None:
-                    return item
-                raise StreamrtError(
-                    f"session {session.name!r} stopped without finishing the stream"
-                ) from None
-        except QueueClosed:
-            raise StreamrtError(f"session {session.name!r} closed its output early") from None
 
 
 def _feed(

@@ -22,7 +22,7 @@ from streamrt.errors import InputError, ParamError, StreamrtError
 from streamrt.frames import AudioFrame, EndOfStream, ErrorEvent
 from streamrt.generator import Generator
 from streamrt.resample import StreamResampler, resampled_length
-from streamrt.session import Session
+from streamrt.session import Session, next_output
 from transport.files import AudioWriter, MediaReader
 
 DEFAULT_CHUNK_MS = 1000.0
@@ -92,7 +92,7 @@ def render_audio(
         session.start()
         feed.start()
         while True:
-            item = _next(session)
+            item = next_output(session)
             if isinstance(item, EndOfStream):
                 break
             if isinstance(item, ErrorEvent):
@@ -125,25 +125,6 @@ def render_audio(
             writer.abort()  # no-op after a successful close
         session.close()  # a feeder blocked on a full input queue returns at once
         feed.join(timeout=5.0, raise_error=False)
-
-
-def _next(session: Session) -> object:
-    while True:
-        try:
-            return session.output.get(timeout=0.5)
-        except TimeoutError:
-            if not session.running:
-                try:
-                    item = session.output.get_nowait()
-                except QueueClosed:
-                    item = None
-                if item is not None:
-                    return item
-                raise StreamrtError(
-                    f"session {session.name!r} stopped without finishing the stream"
-                ) from None
-        except QueueClosed:
-            raise StreamrtError(f"session {session.name!r} closed its output early") from None
 
 
 class _AudioFeed:

@@ -171,3 +171,24 @@ def ticks(count: int, fps: float, time_base: Fraction = Fraction(1, 90_000)) -> 
     """``count`` ticks at ``fps`` with pts in ``time_base`` units (for txt2img renders)."""
     step = Fraction(1, 1) / Fraction(fps).limit_denominator(1001) / time_base
     return [Tick(pts=round(i * step), time_base=time_base) for i in range(count)]
+
+
+def next_output(session: Session) -> Frame:
+    """The session's next output, waiting for it. Polls rather than blocking forever: a worker that died without an
+    end-of-stream raises ``StreamrtError`` instead of hanging the caller (the file renders use this)."""
+    while True:
+        try:
+            return session.output.get(timeout=0.5)
+        except TimeoutError:
+            if not session.running:
+                try:
+                    item = session.output.get_nowait()
+                except QueueClosed:
+                    item = None
+                if item is not None:
+                    return item
+                raise StreamrtError(
+                    f"session {session.name!r} stopped without finishing the stream"
+                ) from None
+        except QueueClosed:
+            raise StreamrtError(f"session {session.name!r} closed its output early") from None

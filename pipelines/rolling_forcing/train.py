@@ -34,6 +34,7 @@ from streamrt.video.training import (
     command_line,
     evaluate_following,
     prepare_data,
+    prompt_renderer,
     write_card,
     write_metrics,
 )
@@ -156,13 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 {"transformer": dit, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = RollingForcingGenerator.load(model=str(out))
 
-    def render(prompt: str) -> torch.Tensor:
-        from fractions import Fraction
-
-        gen_.prepare({"prompt": prompt, "prompt_transition": 0})
-        return torch.stack([gen_.pull(i, Fraction(1, 30))[0].data for i in range(16)])
-
-    metrics.update(evaluate_following(render, args.eval_prompts, 16, args.size))
+    metrics.update(evaluate_following(prompt_renderer(gen_), args.eval_prompts, 16, args.size))
     metrics.update(
         {
             "steps": args.steps,

@@ -21,7 +21,6 @@ import argparse
 import copy
 import logging
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -44,6 +43,7 @@ from streamrt.video.training import (
     command_line,
     evaluate_following,
     prepare_data,
+    prompt_renderer,
     write_card,
     write_metrics,
 )
@@ -200,11 +200,7 @@ def run(args: argparse.Namespace) -> int:
                 {"transformer": student, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = StreamDiTGenerator.load(model=str(out))
 
-    def render(prompt: str) -> torch.Tensor:
-        gen_.prepare({"prompt": prompt, "prompt_transition": 0})
-        return torch.stack([gen_.pull(j, Fraction(1, 30))[0].data for j in range(16)])
-
-    metrics.update(evaluate_following(render, args.eval_prompts, 16, args.size))
+    metrics.update(evaluate_following(prompt_renderer(gen_), args.eval_prompts, 16, args.size))
     metrics.update({"steps": args.steps, "distill_steps": args.distill_steps, "teacher_micro_steps": s_t,
                     "teacher_guidance": args.teacher_guidance,
                     "params_transformer": sum(p.numel() for p in student.parameters()), "quick": args.quick})  # fmt: skip

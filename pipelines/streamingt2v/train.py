@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from streamrt.video.training import (
     command_line,
     evaluate_following,
     prepare_data,
+    prompt_renderer,
     write_card,
     write_metrics,
 )
@@ -144,11 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 {"unet": unet, "cam": model.cam, "apm": model.apm, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = StreamingT2VGenerator.load(model=str(out))
 
-    def render(prompt: str) -> torch.Tensor:
-        gen_.prepare({"prompt": prompt, "prompt_transition": 0})
-        return torch.stack([gen_.pull(j, Fraction(1, 30))[0].data for j in range(16)])
-
-    metrics.update(evaluate_following(render, args.eval_prompts, 16, args.size))
+    metrics.update(evaluate_following(prompt_renderer(gen_), args.eval_prompts, 16, args.size))
     metrics.update({"steps": args.steps, "cond_steps": args.cond_steps, "quick": args.quick,
                     "params_unet": sum(p.numel() for p in unet.parameters()),
                     "params_cam_apm": sum(p.numel() for p in cparams)})  # fmt: skip

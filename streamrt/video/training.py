@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,18 @@ def prepare_data(
         "data_seconds": time.perf_counter() - started,
     }
     return Data(train, text, codec, latents), metrics
+
+
+def prompt_renderer(gen: Any, frames: int = 16) -> Callable[[str], torch.Tensor]:
+    """``render(prompt)`` for ``evaluate_following``: the first ``frames`` frames a prepared text-to-video generator
+    pulls for the prompt, with no transition from the previous one -> (T, H, W, 3) uint8."""
+    from fractions import Fraction
+
+    def render(prompt: str) -> torch.Tensor:
+        gen.prepare({"prompt": prompt, "prompt_transition": 0})
+        return torch.stack([gen.pull(i, Fraction(1, 30))[0].data for i in range(frames)])
+
+    return render
 
 
 def evaluate_following(
