@@ -35,6 +35,7 @@ from streamrt.video.training import (
     evaluate_following,
     prepare_data,
     prompt_renderer,
+    training_device,
     write_card,
     write_metrics,
 )
@@ -128,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     dc = DiTConfig(in_dim=4, out_dim=4, dim=args.dim, ffn_dim=2 * args.dim, num_heads=args.heads, num_layers=args.layers,
                    text_dim=args.text_dim, freq_dim=64 if args.dim >= 64 else 32)  # fmt: skip
     torch.manual_seed(args.seed)
-    dit = VideoDiT(dc)
+    dev = training_device(args)
+    dit = VideoDiT(dc).to(dev)
     params = list(dit.parameters()) + list(data.text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr * 0.5, weight_decay=0.01)
     gen = torch.Generator().manual_seed(args.seed + 1)
@@ -136,12 +138,13 @@ def run(args: argparse.Namespace) -> int:
     tpf = (data.latents.shape[-2] // 2) * (data.latents.shape[-1] // 2)
     losses = []
     for _ in tqdm(range(args.steps), desc="rolling-forcing", leave=False):
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=dev)
         for _b in range(args.batch):
             i = int(torch.randint(len(data.train.captions), (1,), generator=gen))
             x, t, blocks, ws, target = training_input(data.latents[i], rc, sigmas, gen)
+            x, t, target = x.to(dev), t.to(dev), target.to(dev)
             ctx = data.text.encode([data.train.captions[i]], word_dropout=0.1, generator=gen)
-            plan = MaskedAttention(block_causal_mask(blocks, tpf))
+            plan = MaskedAttention(block_causal_mask(blocks, tpf).to(dev))
             pos = int(torch.randint(0, 64, (1,), generator=gen))
             v = dit(x.transpose(0, 1)[None], t[None], ctx, frame_start=pos, plan=plan)[0].transpose(0, 1)
             loss = loss + F.mse_loss(v[ws:], target) / args.batch
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["train_loss_last100"] = sum(losses[-100:]) / max(1, len(losses[-100:]))
     metrics["train_seconds"] = time.perf_counter() - started
     out: Path = args.out
+    dit.cpu(), data.text.cpu()
     save_folder(out, NAME, folder_config(dc, data.text.cfg, data.codec.cfg, rc, args.size),
                 {"transformer": dit, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = RollingForcingGenerator.load(model=str(out))

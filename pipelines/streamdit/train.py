@@ -44,6 +44,7 @@ from streamrt.video.training import (
     evaluate_following,
     prepare_data,
     prompt_renderer,
+    training_device,
     write_card,
     write_metrics,
 )
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     dc = DiTConfig(in_dim=4, out_dim=4, dim=args.dim, ffn_dim=2 * args.dim, num_heads=args.heads, num_layers=args.layers,
                    text_dim=args.text_dim, freq_dim=64 if args.dim >= 64 else 32)  # fmt: skip
     torch.manual_seed(args.seed)
-    teacher = VideoDiT(dc)
+    dev = training_device(args)
+    teacher = VideoDiT(dc).to(dev)
     plan = ShiftedWindowAttention(tuple(cfg.window))
     gen = torch.Generator().manual_seed(args.seed + 1)
     n_clips = len(data.train.captions)
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     opt = torch.optim.AdamW(params, lr=args.lr * 0.5, weight_decay=0.01)
     losses = []
     for _ in tqdm(range(args.steps), desc="streamdit teacher", leave=False):
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=dev)
         for _b in range(args.batch):
             i = int(torch.randint(n_clips, (1,), generator=gen))
             x1 = buffer_sample(data.latents[i], cfg.ref_frames, body, gen)
@@ -139,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
             # the caption is dropped 10% of the time: the teacher also learns the unconditional velocity (CFG)
             caption = data.train.captions[i] if torch.rand(1, generator=gen) > 0.1 else ""
             ctx = data.text.encode([caption], word_dropout=0.1, generator=gen)
-            u = velocity(teacher, plan, x_tau, taus, ctx)
-            target = x1 - (1 - cfg.sigma_min) * x0
+            u = velocity(teacher, plan, x_tau.to(dev), taus.to(dev), ctx)
+            target = (x1 - (1 - cfg.sigma_min) * x0).to(dev)
             loss = loss + F.mse_loss(u[k:], target[k:]) / args.batch
         opt.zero_grad()
         loss.backward()
@@ -160,14 +162,14 @@ def run(args: argparse.Namespace) -> int:
             torch.ones(cfg.ref_frames),
             torch.cat([torch.full((cfg.chunk_frames,), (n - 1 - j) / n) for j in range(n)]),
         ]
-    )
+    ).to(dev)
     dlosses = []
     for _ in tqdm(range(args.distill_steps), desc="streamdit distill", leave=False):
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=dev)
         for _b in range(args.batch):
             i = int(torch.randint(n_clips, (1,), generator=gen))
-            x1 = buffer_sample(data.latents[i], cfg.ref_frames, body, gen)
-            x0 = torch.randn(x1.shape, generator=gen)
+            x1 = buffer_sample(data.latents[i], cfg.ref_frames, body, gen).to(dev)
+            x0 = torch.randn(x1.shape, generator=gen).to(dev)
             tt = seg.view(-1, 1, 1, 1)
             x = tt * x1 + (1 - (1 - cfg.sigma_min) * tt) * x0
             x[: cfg.ref_frames] = x1[: cfg.ref_frames]
@@ -196,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["train_seconds"] = time.perf_counter() - started
 
     out: Path = args.out
+    student.cpu(), data.text.cpu()
     save_folder(out, NAME, folder_config(dc, data.text.cfg, data.codec.cfg, cfg, args.size),
                 {"transformer": student, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = StreamDiTGenerator.load(model=str(out))

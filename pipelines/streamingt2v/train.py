@@ -31,6 +31,7 @@ from streamrt.video.training import (
     evaluate_following,
     prepare_data,
     prompt_renderer,
+    training_device,
     write_card,
     write_metrics,
 )
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                              cam_heads=4 if not args.quick else 2, steps=args.sample_steps, guidance_scale=args.guidance,
                              text_tokens=data.text.cfg.max_words)  # fmt: skip
     torch.manual_seed(args.seed)
-    unet = make_unet(args.channels, args.text_dim, data.latents.shape[-1])
+    dev = training_device(args)
+    unet = make_unet(args.channels, args.text_dim, data.latents.shape[-1]).to(dev)
     sched = DDPMScheduler(
         num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
     )
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         t = torch.randint(0, 1000, (1,), generator=gen)
         x_t = sched.add_noise(x0, noise, t)
         text = data.text.encode(caps, word_dropout=0.1, generator=gen)
-        return F.mse_loss(model_fn(x_t, t, text), noise)
+        return F.mse_loss(model_fn(x_t.to(dev), t.to(dev), text), noise.to(dev))
 
     params = list(unet.parameters()) + list(data.text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr * 0.5, weight_decay=0.01)
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         losses.append(float(loss.detach()))
     metrics["base_loss_last100"] = sum(losses[-100:]) / max(1, len(losses[-100:]))
 
-    model = StreamingT2VModel(unet, cfg)  # CAM copies the trained encoder; zero-initialised merges and gates
+    model = StreamingT2VModel(unet, cfg).to(dev)  # CAM copies the trained encoder; zero-initialised merges and gates
     unet.requires_grad_(False)
     data.text.requires_grad_(False)
     cparams = list(model.cam.parameters()) + list(model.apm.parameters())
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         cond = clip[:, :, args.chunk_frames - args.cond_frames : args.chunk_frames]
         target = clip[:, :, args.chunk_frames - args.cond_frames :]
         anchor = clip[:, :, 0]
+        cond, anchor = cond.to(dev), anchor.to(dev)
         loss = eps_loss(lambda x, t, c, cond=cond, anchor=anchor: model(x, t, c, cond, anchor), target, caps)
         opt.zero_grad()
         loss.backward()
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["train_seconds"] = time.perf_counter() - started
 
     out: Path = args.out
+    model.cpu(), data.text.cpu()
     save_folder(out, NAME, folder_config(unet.config, data.text.cfg, data.codec.cfg, cfg, args.size),
                 {"unet": unet, "cam": model.cam, "apm": model.apm, "text": data.text, "codec": data.codec})  # fmt: skip
     gen_ = StreamingT2VGenerator.load(model=str(out))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from streamrt.errors import ParamError
 from streamrt.synthetic_video import (
     COLOURS,
     HELD_OUT_TEMPLATES,
@@ -50,6 +51,12 @@ def add_common_arguments(
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the 2-core budget)")
     parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda: where the networks train (data and random numbers stay on the CPU, so a run draws the "
+        "same samples on either)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="CI smoke run: a few steps on tiny data (never committed)"
     )
 
@@ -63,12 +70,20 @@ def apply_quick(args: argparse.Namespace, **overrides) -> None:
             setattr(args, k, v)
 
 
+def training_device(args: argparse.Namespace) -> torch.device:
+    """``--device`` checked: a clear error instead of a CUDA stack trace on a machine without a GPU."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParamError(f"--device {args.device}: CUDA is not available here; train with --device cpu")
+    return device
+
+
 @dataclass
 class Data:
     train: VideoDataset
-    text: WordTextEncoder
-    codec: FrameCodec
-    latents: torch.Tensor  # (N, T, C, h, w)
+    text: WordTextEncoder  # on the training device
+    codec: FrameCodec  # trained, back on the CPU
+    latents: torch.Tensor  # (N, T, C, h, w), on the CPU: samples are cut here and moved to the device
 
 
 def infinite_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -77,18 +92,25 @@ def infinite_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch
 
 
 def train_codec(
-    clips: torch.Tensor, cfg: CodecConfig, steps: int, batch: int, lr: float, seed: int
+    clips: torch.Tensor,
+    cfg: CodecConfig,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[FrameCodec, float]:
-    """Reconstruction training on single frames; returns the codec and its last-100-step MSE (pixels in [0, 1])."""
+    """Reconstruction training on single frames; returns the codec (on ``device``) and its last-100-step MSE
+    (pixels in [0, 1])."""
     torch.manual_seed(seed)
-    codec = FrameCodec(cfg)
+    codec = FrameCodec(cfg).to(device)
     frames = clips.flatten(0, 1)  # (N*T, H, W, 3)
     opt = torch.optim.AdamW(codec.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     batches = infinite_batches(frames.shape[0], batch * 4, gen)
     losses = []
     for _ in tqdm(range(steps), desc="codec", leave=False):
-        x = frames[next(batches)].permute(0, 3, 1, 2).float() / 255
+        x = frames[next(batches)].permute(0, 3, 1, 2).to(device).float() / 255
         z = codec.encode(x)
         loss = F.mse_loss(codec.decode(z), x) + 1e-4 * z.pow(2).mean()
         opt.zero_grad()
@@ -101,9 +123,11 @@ def train_codec(
 
 @torch.no_grad()
 def encode_clips(codec: FrameCodec, clips: torch.Tensor) -> torch.Tensor:
+    """Latents of every frame, on the CPU whatever the codec's device."""
     n, t = clips.shape[:2]
-    x = clips.flatten(0, 1).permute(0, 3, 1, 2).float() / 255
-    z = torch.cat([codec.encode(part) for part in x.split(256)])
+    device = next(codec.parameters()).device
+    x = clips.flatten(0, 1).permute(0, 3, 1, 2)
+    z = torch.cat([codec.encode(part.to(device).float() / 255).cpu() for part in x.split(256)])
     return z.view(n, t, *z.shape[1:])
 
 
@@ -122,8 +146,13 @@ def prepare_data(
             vocab=vocab, dim=text_dim, max_words=max_words, layers=1, heads=4 if text_dim % 4 == 0 else 1
         )
     )
-    codec, codec_mse = train_codec(train.clips, codec_cfg, args.codec_steps, args.batch, args.lr, args.seed)
+    device = training_device(args)
+    text.to(device)
+    codec, codec_mse = train_codec(
+        train.clips, codec_cfg, args.codec_steps, args.batch, args.lr, args.seed, device
+    )
     latents = encode_clips(codec, train.clips)
+    codec.cpu()
     # unit-scale latents: the flow/diffusion noise is N(0, 1), so the data should be on the same scale
     codec.cfg.latent_scale = float(latents.std())
     latents = latents / codec.cfg.latent_scale
