@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         losses.append(float(loss.detach()))
     metrics["base_loss_last100"] = sum(losses[-100:]) / max(1, len(losses[-100:]))
 
-    model = StreamingT2VModel(unet, cfg).to(dev)  # CAM copies the trained encoder; zero-initialised merges and gates
+    model = StreamingT2VModel(unet, cfg).to(
+        dev
+    )  # CAM copies the trained encoder; zero-initialised merges and gates
     unet.requires_grad_(False)
     data.text.requires_grad_(False)
     cparams = list(model.cam.parameters()) + list(model.apm.parameters())

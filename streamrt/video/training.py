@@ -160,6 +160,7 @@ def prepare_data(
         "codec_mse": codec_mse,
         "latent_scale": codec.cfg.latent_scale,
         "data_seconds": time.perf_counter() - started,
+        "device": str(device),
     }
     return Data(train, text, codec, latents), metrics
 
@@ -222,6 +223,12 @@ def command_line(
     return " ".join(parts)
 
 
+def _where(metrics: dict) -> str:
+    if str(metrics.get("device", "cpu")).startswith("cuda"):
+        return f"one GPU ({metrics.get('device')}; data and evaluation on {metrics.get('threads', '?')} CPU threads)"
+    return f"this machine's CPU ({metrics.get('threads', '?')} threads)"
+
+
 def write_card(out: Path, name: str, command: str, summary: str, metrics: dict) -> None:
     """The model card: what it is, data, the command, training time, metrics (from ``metrics.json``)."""
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
@@ -247,8 +254,7 @@ stripes, checks, dots); captions in {len(TRAIN_TEMPLATES)} training phrasings. E
 {command}
 ```
 
-Training time: {metrics.get("train_seconds", float("nan")) / 60:.1f} min on this machine's CPU
-({metrics.get("threads", "?")} threads). Weights: {size / 1e6:.2f} MB (fp16 safetensors).
+Training time: {metrics.get("train_seconds", float("nan")) / 60:.1f} min on {_where(metrics)}. Weights: {size / 1e6:.2f} MB (fp16 safetensors).
 
 ## Metrics
 
