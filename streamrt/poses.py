@@ -396,7 +396,12 @@ class PoseEstimator:
     ``estimate(frame)`` takes one RGB uint8 frame (H, W, 3) and returns (18, 3); no person -> all confidences 0.
     """
 
-    def __init__(self, *, model_complexity: int = 0, min_confidence: float = 0.5) -> None:
+    def __init__(self, *, model_complexity: int = 1, min_confidence: float = 0.5) -> None:
+        if model_complexity != 1:
+            # The 0.10.14 wheel ships only the "full" landmark model; 0 (lite) and 2 (heavy) download at run time.
+            raise InputError(
+                "PoseEstimator runs offline with model_complexity=1 only (the model in the wheel)"
+            )
         self._mp = require("mediapipe", "pose")
         if not hasattr(getattr(self._mp, "solutions", None), "pose"):
             raise InputError(
