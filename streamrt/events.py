@@ -338,6 +338,57 @@ class EventSlicer:
         self._buffer = self._buffer[cut:]
 
 
+class FrameSlicer:
+    """One normalised slice per video frame, for generators conditioned on events (EvAnimate).
+
+    ``push(events, t)`` adds the events that arrived up to frame time ``t`` and returns the frame's (3, H, W) slice
+    in [0, 1]: ``counts`` slices cover (previous frame time, t]; ``balanced`` slices hold the ``density`` latest
+    events up to t. Counts are normalised by ``saturation`` (``normalise_slice``). Training and inference use this
+    one class, so the condition images match exactly."""
+
+    def __init__(
+        self, height: int, width: int, *, mode: str = "balanced", density: int = 600, saturation: float = 3.0
+    ) -> None:
+        if mode not in SLICE_MODES:
+            raise ParamError(f"unknown slice mode {mode!r}; choose from {', '.join(SLICE_MODES)}")
+        if density < 1 or saturation <= 0:
+            raise ParamError(f"density must be >= 1 and saturation > 0; got {density}, {saturation}")
+        self.height, self.width, self.mode, self.density, self.saturation = (
+            height,
+            width,
+            mode,
+            density,
+            saturation,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self._buffer = Events.empty()
+        self._t: float | None = None
+
+    def push(self, events: Events, t: float) -> torch.Tensor:
+        if self._t is not None and not t > self._t:
+            raise InputError(f"frame times must increase: got t={t} after t={self._t}")
+        if len(events) and len(self._buffer) and events.t[0] < self._buffer.t[-1]:
+            raise InputError("events must arrive in time order")
+        self._buffer = Events.concat([self._buffer, events])
+        # Window (previous frame time, t]: the simulator stamps a frame pair's events in (t_prev, t].
+        end = float(np.nextafter(t, np.inf))
+        start = (
+            self._t if self._t is not None else (float(self._buffer.t[0]) if len(self._buffer) else t - 1.0)
+        )
+        start = min(start, end - 1e-9)
+        raw = slice_events(self._buffer, self.height, self.width, float(np.nextafter(start, np.inf)), end, self.mode,
+                           density=self.density)  # fmt: skip
+        self._t = t
+        # Keep only what a later slice can still use (bounded memory over long streams).
+        cut = int(np.searchsorted(self._buffer.t, end, side="left"))
+        if self.mode == "balanced":
+            cut = max(0, cut - self.density)
+        self._buffer = self._buffer[cut:]
+        return normalise_slice(raw, self.saturation)
+
+
 # ---------------------------------------------------------------------------------------------------- files
 def save_events(path: str | Path, events: Events) -> None:
     """Write events as .npz (arrays t, x, y, p) or .csv (header t,x,y,p)."""
