@@ -1,0 +1,42 @@
+"""Tiny animation backbones for the tests (random weights: tests of mechanisms, never of quality)."""
+
+from __future__ import annotations
+
+import torch
+
+from streamrt.animation.backbone import AnimationBackbone, BackboneConfig
+from streamrt.animation.unet import UNetConfig
+from streamrt.video.codec import CodecConfig
+
+SIZE = 32
+
+
+def tiny_config(condition_channels: int = 3) -> BackboneConfig:
+    return BackboneConfig(
+        size=SIZE,
+        condition_channels=condition_channels,
+        guider_channels=(4, 8, 8, 16),
+        image_encoder_width=8,
+        unet=UNetConfig(
+            block_out_channels=(16, 32),
+            attention_head_dim=8,
+            cross_attention_dim=16,
+            norm_num_groups=4,
+            motion_heads=2,
+        ),
+        codec=CodecConfig(latent_channels=4, width=8, levels=3),
+    )
+
+
+def tiny_backbone(seed: int = 0, *, live_guider: bool = True) -> AnimationBackbone:
+    """Random weights; ``live_guider`` gives the zero-initialised guider output and the motion modules' zero
+    output projections random values, so conditions and neighbouring frames actually reach the output."""
+    torch.manual_seed(seed)
+    b = AnimationBackbone(tiny_config())
+    if live_guider:
+        with torch.no_grad():
+            b.pose_guider.conv_out.weight.normal_(0, 0.3)
+            for name, p in b.denoising_unet.named_parameters():
+                if ".motion_modules." in name and "proj_out" in name:
+                    p.normal_(0, 0.3)
+    return b.eval().requires_grad_(False)
