@@ -34,6 +34,9 @@ class StreamingT2VConfig:
     steps: int = 50  # DDIM steps (the paper's)
     guidance_scale: float = 7.5
     text_tokens: int = 77  # L (77 CLIP tokens in the published model)
+    # what the UNet predicts: ModelScope's is "epsilon"; the tiny default is "v_prediction" (an epsilon model's x0 at
+    # t = 999 divides its error by sqrt(alpha_bar) ~ 0.07, which a few-step sampler of a small model cannot afford)
+    prediction_type: str = "epsilon"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,9 +108,9 @@ class CAM(nn.Module):
     ) -> list[tuple[torch.Tensor, ...]]:
         """Features of the conditioning frames (B, C, Fc, H, W) at every skip connection of every down block."""
         b, _, fc = cond.shape[:3]
-        emb = self.time_embedding(self.time_proj(timestep.expand(b)).to(cond.dtype)).repeat_interleave(
-            fc, dim=0
-        )
+        emb = self.time_embedding(
+            self.time_proj(timestep.to(cond.device).expand(b)).to(cond.dtype)
+        ).repeat_interleave(fc, dim=0)
         ctx = text.repeat_interleave(fc, dim=0)
         x = _frames_first(cond)
         x = self.conv_in(x) + self.frame_encoder(x)

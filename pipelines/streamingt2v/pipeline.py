@@ -59,8 +59,11 @@ class StreamingT2V:
         self.device = next(model.parameters()).device
         self.scheduler = DDIMScheduler(
             num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-            clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+            clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing",
+            prediction_type=self.cfg.prediction_type,
         )  # fmt: skip
+        # "trailing": a few-step run starts at t = 999 (pure noise, what it is given); the "leading" spacing of 50-step
+        # ModelScope sampling would start 2 steps at t = 501 and treat pure noise as a half-clean sample
         self.condition = lambda: torch.zeros(0)
         self.uncond: torch.Tensor | None = None
         self.last: ChunkRecord | None = None

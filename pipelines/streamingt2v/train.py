@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample-steps", type=int, default=2, help="DDIM steps at inference (written to the config)"
     )
     parser.add_argument("--guidance", type=float, default=1.0, help="CFG scale at inference (1 = off)")
+    parser.add_argument(
+        "--prediction-type",
+        choices=["epsilon", "v_prediction"],
+        default="v_prediction",
+        help="UNet target (ModelScope's is epsilon; see StreamingT2VConfig.prediction_type)",
+    )
     parser.add_argument("--eval-prompts", type=int, default=20)
 
 
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames must be at least 2*chunk - cond = {need}")
     cfg = StreamingT2VConfig(chunk_frames=args.chunk_frames, cond_frames=args.cond_frames, apm_tokens=16 if not args.quick else 2,
                              cam_heads=4 if not args.quick else 2, steps=args.sample_steps, guidance_scale=args.guidance,
-                             text_tokens=data.text.cfg.max_words)  # fmt: skip
+                             text_tokens=data.text.cfg.max_words, prediction_type=args.prediction_type)  # fmt: skip
     torch.manual_seed(args.seed)
     dev = training_device(args)
     unet = make_unet(args.channels, args.text_dim, data.latents.shape[-1]).to(dev)
@@ -106,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         t = torch.randint(0, 1000, (1,), generator=gen)
         x_t = sched.add_noise(x0, noise, t)
         text = data.text.encode(caps, word_dropout=0.1, generator=gen)
-        return F.mse_loss(model_fn(x_t.to(dev), t.to(dev), text), noise.to(dev))
+        target = noise if args.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        return F.mse_loss(model_fn(x_t.to(dev), t.to(dev), text), target.to(dev))
 
     params = list(unet.parameters()) + list(data.text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr * 0.5, weight_decay=0.01)

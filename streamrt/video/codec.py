@@ -60,4 +60,9 @@ class FrameCodec(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) -> (N, 3, 8h, 8w) in [0, 1]."""
-        return (self.decoder(latents * self.cfg.latent_scale).clamp(-1, 1) + 1) / 2
+        return (self.decode_unclamped(latents).clamp(-1, 1) + 1) / 2
+
+    def decode_unclamped(self, latents: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output in [-1, 1] units. Training uses it: a clamp passes no gradient where the output
+        overshoots, and a run whose outputs all overshoot early never recovers (it collapses to a flat frame)."""
+        return self.decoder(latents * self.cfg.latent_scale)

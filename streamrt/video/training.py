@@ -112,7 +112,8 @@ def train_codec(
     for _ in tqdm(range(steps), desc="codec", leave=False):
         x = frames[next(batches)].permute(0, 3, 1, 2).to(device).float() / 255
         z = codec.encode(x)
-        loss = F.mse_loss(codec.decode(z), x) + 1e-4 * z.pow(2).mean()
+        # MSE in [0, 1] pixel units (as before), unclamped; the small latent penalty keeps their scale bounded
+        loss = F.mse_loss(codec.decode_unclamped(z), x * 2 - 1) / 4 + 1e-4 * z.pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
