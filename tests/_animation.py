@@ -40,3 +40,30 @@ def tiny_backbone(seed: int = 0, *, live_guider: bool = True) -> AnimationBackbo
                 if ".motion_modules." in name and "proj_out" in name:
                     p.normal_(0, 0.3)
     return b.eval().requires_grad_(False)
+
+
+def puppet_clip_frames(frames: int, size: int = SIZE, seed: int = 0, motion: str = "wave"):
+    """(T, S, S, 3) uint8 frames and (T, 18, 3) keypoints of one training-split puppet."""
+    from streamrt.puppets import puppet_clip, sample_spec
+
+    spec = sample_spec(torch.Generator().manual_seed(seed))
+    return puppet_clip(spec, motion, frames, size, seed=seed)
+
+
+def tiny_model_folder(root, pipeline: str = "rain", condition_channels: int = 3):
+    """A model folder (random weights, live guider) as the recipe writes it, with a puppet still as reference."""
+    from pathlib import Path
+
+    from streamrt.animation.folder import save_model
+    from streamrt.puppets import sample_spec, still
+
+    folder = Path(root) / f"tiny-{pipeline}"
+    if (folder / "config.json").is_file():
+        return folder
+    b = tiny_backbone()
+    if condition_channels != 3:
+        torch.manual_seed(0)
+        b = AnimationBackbone(tiny_config(condition_channels))
+    reference = still(sample_spec(torch.Generator().manual_seed(5)), SIZE)
+    save_model(folder, pipeline, b, reference, {"condition": "test"})
+    return folder
