@@ -39,6 +39,11 @@ def tiny_backbone(seed: int = 0, *, live_guider: bool = True) -> AnimationBackbo
             for name, p in b.denoising_unet.named_parameters():
                 if ".motion_modules." in name and "proj_out" in name:
                     p.normal_(0, 0.3)
+            # PyTorch's default init shrinks the signal through the random decoder's 8 layers to a near-constant
+            # picture, so outputs would hardly depend on latents: He-initialised convs keep it alive.
+            for m in b.codec.decoder:
+                if isinstance(m, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     return b.eval().requires_grad_(False)
 
 
