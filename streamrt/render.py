@@ -75,6 +75,7 @@ def render(
     *,
     input: str | Path | None = None,  # noqa: A002 - mirrors the -i flag
     prompt: str | None = None,
+    files: Mapping[str, str | Path | None] | None = None,
     frames: int | None = None,
     seed: int | None = None,
     model: str | None = None,
@@ -101,7 +102,7 @@ def render(
         if not audio_only:
             raise ParamError(f"--chunk-ms applies to audio pipelines; {pipeline!r} is not one")
         check_chunk_ms(chunk_ms)
-    params = _params(spec, settings, prompt=prompt, seed=seed)
+    params = _params(spec, settings, prompt=prompt, seed=seed, files=files)
     if not _DEVICE.match(device):
         raise ParamError(f"unknown device {device!r}; use cpu or cuda (cuda:N for another GPU)")
     if device.startswith("cuda"):
@@ -176,10 +177,17 @@ def _run_audio(
 
 
 def _params(
-    spec: GeneratorSpec, settings: Iterable[str] | Mapping[str, Any], *, prompt: str | None, seed: int | None
+    spec: GeneratorSpec,
+    settings: Iterable[str] | Mapping[str, Any],
+    *,
+    prompt: str | None,
+    seed: int | None,
+    files: Mapping[str, str | Path | None] | None = None,
 ) -> dict[str, Any]:
     raw: dict[str, Any] = dict(settings) if isinstance(settings, Mapping) else parse_assignments(settings)
-    for name, value, flag in (("prompt", prompt, "--prompt"), ("seed", seed, "--seed")):
+    # file flags (--reference, --poses, --events) set the parameter of the same name
+    file_flags = [(k, None if v is None else str(v), "--" + k) for k, v in (files or {}).items()]
+    for name, value, flag in (("prompt", prompt, "--prompt"), ("seed", seed, "--seed"), *file_flags):
         if value is None:
             continue
         if name not in spec.params:
@@ -359,6 +367,14 @@ def _feed(
 
 
 # ---------------------------------------------------------------------------------------------------- command line
+# Flags naming a file that a pipeline takes as the parameter of the same name (animation generators).
+FILE_FLAGS: dict[str, str] = {
+    "reference": "reference image to animate (pipelines with a 'reference' parameter: rain, evanimate)",
+    "poses": "keypoint file (JSON/CSV, COCO-18) driving the pose (rain); without -i give --frames N",
+    "events": "event file (npz/CSV: t, x, y, p) driving the motion (evanimate)",
+}
+
+
 def register(subparsers: Any) -> None:
     """Add ``streamrt render`` to the command line."""
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -385,6 +401,8 @@ def register(subparsers: Any) -> None:
         "--frames", metavar="N", type=int, help="frames to generate without -i; with -i, the first N"
     )
     p.add_argument("--fps", type=float, help="frame rate without -i (default: the pipeline's, else 30)")
+    for flag, what in FILE_FLAGS.items():
+        p.add_argument(f"--{flag}", metavar="FILE", help=what)
     p.add_argument(
         "--seed", metavar="N", type=int, help="random seed (for pipelines with a 'seed' parameter)"
     )
@@ -416,6 +434,7 @@ def run_command(args: argparse.Namespace) -> str:
         args.output,
         input=args.input,
         prompt=args.prompt,
+        files={flag: getattr(args, flag) for flag in FILE_FLAGS},
         frames=args.frames,
         seed=args.seed,
         model=args.model,

@@ -72,3 +72,31 @@ def tiny_model_folder(root, pipeline: str = "rain", condition_channels: int = 3)
     reference = still(sample_spec(torch.Generator().manual_seed(5)), SIZE)
     save_model(folder, pipeline, b, reference, {"condition": "test"})
     return folder
+
+
+def write_video(path, frames: torch.Tensor, rate: int = 24):
+    """(T, H, W, 3) uint8 -> an h264 .mp4 (near-lossless, so a static clip stays static)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=rate, options={"crf": "1"})
+        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
+        v.codec_context.time_base = Fraction(1, rate)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img.numpy(), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, rate)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    return path
+
+
+def read_video(path) -> torch.Tensor:
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as c:
+        return torch.from_numpy(np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]))
