@@ -37,7 +37,7 @@ from streamrt.video.training import (
 )
 
 log = logging.getLogger(__name__)
-SUMMARY = "The default model of streamrt's StreamingT2V pipeline: a small diffusers UNet3DConditionModel base with CAM and APM, a word-level text encoder and an 8x frame codec, trained from scratch on CPU on synthetic captioned video."
+SUMMARY = "The default model of streamrt's StreamingT2V pipeline: a small diffusers UNet3DConditionModel base with CAM and APM, a word-level text encoder and an 8x frame codec, trained from scratch by the project on synthetic captioned video."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
