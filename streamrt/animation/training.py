@@ -8,7 +8,8 @@ A recipe (``pipelines/<name>/train.py``) supplies its ``Condition``: how conditi
 Training sample (one per batch row): a clip of a puppet character, a window of ``4 * G`` consecutive frames at the
 noise levels the window holds in one inference pass (steady state: 4 groups at t = 249, 499, 749, 999, oldest
 least noisy; while filling: the newest levels only; while draining: the oldest only), the condition images of those
-frames, and a reference = another frame of the same clip (so the target's poses differ from the reference's).
+frames, and a reference = another frame of the same clip or, a quarter of the time, the character at rest (so the
+target's poses differ from the reference's).
 Objective: v-prediction (LCM-compatible: the stream turns v into epsilon for LCM's x0 step), MSE over every frame.
 """
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 STEADY = (3, 2, 1, 0)
 FILLING = ((0,), (1, 0), (2, 1, 0))
 DRAINING = ((3, 2, 1), (3, 2), (3,))
+STILL_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class AnimationData:
     clips: torch.Tensor  # (N, T, S, S, 3) uint8, CPU
     conditions: torch.Tensor  # (N, T, S, S, C) uint8, CPU
     latents: torch.Tensor  # (N, T, 4, s, s) unit-scale latents, CPU
+    stills: (
+        torch.Tensor
+    )  # (N, S, S, 3) uint8: each clip's character at rest (the evaluation's kind of reference)
 
 
 def conditions_of(data: PuppetDataset, condition: Condition) -> torch.Tensor:
@@ -142,7 +147,9 @@ def training_batch(
         ref = int(torch.randint(t_total, (), generator=gen))
         x0.append(data.latents[r, start : start + n_frames])
         cond.append(data.conditions[r, start : start + n_frames])
-        refs.append(data.clips[r, ref])
+        # a quarter of the references are the character at rest (as a user's reference photo would be)
+        use_still = float(torch.rand((), generator=gen)) < STILL_FRACTION
+        refs.append(data.stills[r] if use_still else data.clips[r, ref])
     level = torch.tensor(levels).repeat_interleave(GROUP_FRAMES).repeat(len(rows))  # (B*F,)
     return {
         "x0": torch.cat(x0),  # (B*F, C, s, s)
@@ -242,7 +249,8 @@ def prepare_data(
         "data_seconds": time.perf_counter() - started,
         "device": str(device),
     }
-    return AnimationData(train.clips, conditions, latents), backbone, metrics
+    stills = torch.stack([still(spec, args.size) for spec in train.specs])
+    return AnimationData(train.clips, conditions, latents, stills), backbone, metrics
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
