@@ -179,7 +179,8 @@ def train_backbone(
     gen = torch.Generator().manual_seed(args.seed + 1)
     batches = infinite_batches(data.clips.shape[0], args.batch, gen)
     losses: list[float] = []
-    for _ in tqdm(range(args.steps), desc="backbone", leave=False):
+    bar = tqdm(range(args.steps), desc="backbone", leave=False)
+    for step in bar:
         levels = window_levels(gen, args.steady_fraction)
         b = training_batch(data, next(batches), levels, gen)
         b = {k: v.to(device) for k, v in b.items()}
@@ -199,6 +200,8 @@ def train_backbone(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if step % 50 == 49:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}")
     return losses
 
 
