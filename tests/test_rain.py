@@ -159,6 +159,9 @@ def test_reference_cache_unchanged_and_reference_unet_runs_once(folder, clip, tm
     _run(gen, _frames(clip))
     gen.reset()
     _run(gen, _frames(clip, 8))
+    gen.prepare({"noise": "fresh"})
+    _run(gen, _frames(clip, 8))
+    gen.prepare({})
     assert len(calls) == 1, "the ReferenceNet ran again while the reference stayed"
     assert gen.stream.cache is cache
     for k, (a, b) in cache.kv.items():

@@ -89,7 +89,9 @@ class AnimationGenerator(abc.ABC):
     def on_prepare(self) -> None:
         p = self.params  # type: ignore[attr-defined]
         if self.stream is None or self.stream.noise_kind != p["noise"]:
+            cache = self.stream.cache if self.stream is not None else None
             self.stream = AnimationStream(self.backbone, seed=p["seed"], noise=p["noise"], device=self.device)
+            self.stream.cache = cache  # the reference stays cached across noise settings
         self.stream.reset(p["seed"])
         key = p["reference"] or str(self.folder / REFERENCE)
         if key != self._reference_key:  # the reference cache is computed once per reference image
