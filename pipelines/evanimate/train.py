@@ -76,4 +76,12 @@ def run(args: argparse.Namespace) -> int:
     config = json.loads(config_path.read_text())
     config["events"] = settings.to_dict()
     config_path.write_text(json.dumps(config, indent=2) + "\n")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in settings.to_dict().items())
+    with (args.out / "README.md").open("a") as card:
+        card.write(
+            "\n## Event condition\n\nEvents are simulated from each clip at 24 fps by `streamrt.events.EventSimulator` "
+            "(ESIM-style) and cut into one slice per frame by `streamrt.events.FrameSlicer` (channels: positive "
+            "counts, negative counts, time surface; docs/events.md). The generator reads these settings from "
+            f"config.json, so inference slices events as training did.\n\n| setting | value |\n|---|---|\n{rows}\n"
+        )
     return code
