@@ -300,11 +300,11 @@ class EventSlicer:
 
     def __init__(
         self,
-        height: int,
-        width: int,
         rate_hz: float,
         density: int = 2000,
         *,
+        height: int,
+        width: int,
         mode: str = "counts",
         start: float = 0.0,
     ) -> None:

@@ -156,7 +156,7 @@ def test_balanced_slices_hold_a_fixed_density(clip) -> None:
 def test_slicer_cuts_a_live_stream_at_its_rate(clip) -> None:
     sim = EventSimulator(0.1, 0.1)
     h, w = clip.shape[1:3]
-    slicer = EventSlicer(h, w, rate_hz=12.0)
+    slicer = EventSlicer(12.0, height=h, width=w)
     slices, parts = [], []
     for i, frame in enumerate(clip):
         ev = sim.push(frame, i / 24)
