@@ -178,17 +178,9 @@ def test_keypoint_error_in_pixels() -> None:
 
 
 def test_missing_mediapipe_names_the_install_command(monkeypatch) -> None:
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "mediapipe" or name.startswith("mediapipe."):
-            raise ImportError("No module named 'mediapipe'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.delitem(__import__("sys").modules, "mediapipe", raising=False)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` fail as if not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'streamrt\[pose\]'"):
         PoseEstimator()
 
