@@ -3,6 +3,7 @@ the HRTF reader, poses and trajectories, the simulator, and the generator's para
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import struct
@@ -19,6 +20,8 @@ from pipelines.binauralflow.flow import (
     Schedule,
     channels_to_complex,
     complex_to_channels,
+    compress,
+    decompress,
     early_skip_start,
     flow_matching_loss,
     midpoint_solve,
@@ -249,6 +252,59 @@ def test_complex_channel_layout_roundtrips():
     assert torch.equal(channels_to_complex(ch), spec)
 
 
+def test_target_head_gives_the_velocity_that_reaches_the_filtered_mono():
+    # with the network's own head output at zero and the pose gain map holding a filter H, v = (H x - phi) / (1 - t):
+    # the flow's exact velocity when y = H x, at every t (1 - t floored at 1 / 12)
+    torch.manual_seed(0)
+    net = CausalUNet(TINY).eval()
+    assert net.config.head == "target"
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(4, 256, generator=g)  # left re, left im, right re, right im per bin
+    with torch.no_grad():
+        net.conv_out.conv.weight.zero_()
+        net.conv_out.conv.bias.zero_()
+        net.pose_gain.bias.copy_(h.flatten())
+    x = torch.randn(2, 2, 5, 256, generator=g)
+    phi = torch.randn(2, 4, 5, 256, generator=g)
+    poses = torch.randn(2, 5, 14, generator=g)
+    hx = complex_to_channels(
+        channels_to_complex(h[None, :, None, :]) * channels_to_complex(torch.cat([x, x], 1))
+    )
+    for t in (0.0, 0.5, 0.9, 1.0):
+        tt = torch.full((2,), t)
+        expected = (hx - phi) / max(1 - t, 1 / 12)
+        assert torch.allclose(net(phi, x, tt, poses), expected, atol=1e-4)
+
+
+def test_pose_gain_map_starts_silent_and_carries_the_pose():
+    torch.manual_seed(0)
+    net = CausalUNet(TINY).eval()
+    assert not net.pose_gain.weight.any() and not net.pose_gain.bias.any()
+    torch.nn.init.normal_(net.pose_gain.weight, std=0.5)
+    x, phi = torch.randn(1, 2, 4, 256), torch.randn(1, 4, 4, 256)
+    left, right = (still((0.0, s, 0.0))(torch.arange(4))[None] for s in (1.5, -1.5))
+    t = torch.full((1,), 0.5)
+    assert not torch.allclose(net(phi, x, t, left), net(phi, x, t, right), atol=1e-3)
+
+
+def test_compressed_representation_inverts_and_keeps_per_bin_gains():
+    g = torch.Generator().manual_seed(0)
+    spec = torch.randn(2, 257, 9, dtype=torch.complex64, generator=g)
+    spec[0, 3, 4] = 0  # silence stays silence
+    for exponent, scale in ((0.5, 1.0), (0.3, 2.5), (1.0, 1.0)):
+        c = compress(spec, exponent, scale)
+        assert torch.allclose(decompress(c, exponent, scale), spec, rtol=1e-4, atol=1e-5)
+        assert c[0, 3, 4] == 0
+        assert torch.allclose(c.angle()[spec.abs() > 0], spec.angle()[spec.abs() > 0], atol=1e-5)
+    # an HRTF-like complex gain per bin (level and delay) is a complex gain per bin of the compressed spectra too
+    gain = torch.polar(torch.rand(257, 1, generator=g) + 0.5, torch.rand(257, 1, generator=g) * 6)
+    c_in, c_out = compress(spec[1], 0.5, 2.0), compress(gain * spec[1], 0.5, 2.0)
+    assert torch.allclose(
+        c_out, gain.abs() ** 0.5 * torch.exp(1j * gain.angle()) * c_in, rtol=1e-4, atol=1e-5
+    )
+    assert not torch.allclose(c_out, gain * c_in, rtol=1e-2)
+
+
 def test_early_skip_schedule():
     s = Schedule(steps=12, nfe=6)
     assert s.t0 == 0.5 and len(s.intervals()) == 3
@@ -291,6 +347,7 @@ def test_nfe_count_under_early_skip(net, steps, nfe):
         def __init__(self):
             super().__init__()
             self.inner = net
+            self.config = net.config
 
         def forward(self, phi, x, t, poses, state=None):
             calls.append(float(t))
@@ -336,6 +393,27 @@ def test_streaming_equals_offline_with_random_chunks_and_a_moving_source(net, tm
         assert rel <= 1e-3, rel
     # the buffer bank holds one state per causal layer per solver evaluation
     assert len(streamer.renderer.bank) == schedule.nfe * len(net.causal_layers())
+
+
+def test_streaming_equals_offline_on_the_compressed_representation():
+    torch.manual_seed(1)
+    net = CausalUNet(dataclasses.replace(TINY, spec_exponent=0.5, spec_scale=2.0)).eval()
+    torch.nn.init.normal_(net.pose_mlp[-1].weight, std=0.5)
+    mono = speechlike(9_600 + 77, seed=8)
+    reference = render_offline(net, mono, Schedule(12, 6), 3, still((0.0, 1.0, 0.0)))
+    streamer = BinauralStreamer(net, Schedule(12, 6), 3, still((0.0, 1.0, 0.0)))
+    streamed = torch.cat([streamer.push(part) for part in mono.split(1234, dim=-1)] + [streamer.flush()], -1)
+    assert streamed.shape == reference.shape
+    assert (streamed - reference).abs().max() <= 1e-3 * reference.abs().max()
+
+
+@pytest.mark.parametrize("samples", [9_600, 9_601])
+def test_the_last_samples_are_as_well_conditioned_as_the_rest(net, samples):
+    # the end of a signal lies under whole windows (zeros after it): no division by a tiny window envelope there
+    mono = speechlike(samples, seed=2)
+    out = render_offline(net, mono, Schedule(12, 6), 0, still())
+    assert out.shape == (2, samples)
+    assert out[:, -256:].abs().max() <= 3 * out[:, 1000:-256].abs().max()
 
 
 def test_future_input_does_not_change_past_output(net):

@@ -12,9 +12,11 @@ import torch
 
 from pipelines.binauralflow import bench, train
 from pipelines.binauralflow.evaluate import interaural, model_render
+from pipelines.binauralflow.flow import flow_matching_loss
 from pipelines.binauralflow.generator import BinauralFlowGenerator, read_model
 from pipelines.binauralflow.model import CausalUNet
 from pipelines.binauralflow.simulate import SPEECH_RMS
+from streamrt.errors import ParamError
 from streamrt.frames import AudioFrame
 
 
@@ -45,6 +47,29 @@ def test_quick_recipe_trains_saves_and_evaluates(tmp_path):
     assert set(metrics["overall"]) == {"binauralflow", "dsp", "mono"}
     assert all(np.isfinite(v) for m in metrics["overall"].values() for v in m.values())
     BinauralFlowGenerator.load(model=str(out))  # the folder is a loadable model
+
+
+def test_recipe_refuses_a_device_it_does_not_have(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    args = _parse(train, ["--quick", "--out", str(tmp_path / "m"), "--device", "cuda", "--no-progress"])
+    with pytest.raises(ParamError, match="--device cpu"):
+        train.run(args)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_step_on_cuda_draws_the_cpu_run_s_numbers():
+    torch.manual_seed(0)
+    net = CausalUNet(train.TINY)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(2, 2, 8, 256, generator=g), torch.randn(2, 4, 8, 256, generator=g)
+    poses = torch.randn(2, 8, 14, generator=g)
+    cpu = flow_matching_loss(net, y, x, poses, torch.Generator().manual_seed(5))
+    cuda = flow_matching_loss(
+        net.to("cuda"), y.cuda(), x.cuda(), poses.cuda(), torch.Generator().manual_seed(5)
+    ).cpu()
+    assert torch.allclose(cpu, cuda, rtol=1e-3)
 
 
 def test_bench_rows_have_the_issue_fields(tmp_path):

@@ -47,6 +47,32 @@ def channels_to_complex(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x.reshape(b, c // 2, 2, t, f).permute(0, 1, 3, 4, 2).contiguous())
 
 
+def compress(spec: torch.Tensor, exponent: float, scale: float) -> torch.Tensor:
+    """The network's spectral representation of a complex STFT: scale * |X| ** exponent with X's phase.
+
+    Per bin and frame (so it streams), and a complex per-bin gain H stays a complex per-bin gain
+    (|H| ** exponent with H's phase): interaural level and time differences keep their form. Exponent 1 and scale 1
+    leave the STFT as it is."""
+    if exponent == 1.0 and scale == 1.0:
+        return spec
+    mag = spec.abs()
+    gain = torch.where(mag > 0, scale * mag.clamp_min(1e-12) ** (exponent - 1), torch.zeros_like(mag))
+    return spec * gain
+
+
+def decompress(spec: torch.Tensor, exponent: float, scale: float) -> torch.Tensor:
+    """The inverse of ``compress``."""
+    if exponent == 1.0 and scale == 1.0:
+        return spec
+    mag = spec.abs()
+    gain = torch.where(
+        mag > 0,
+        (mag.clamp_min(1e-12) / scale) ** (1 / exponent) / mag.clamp_min(1e-12),
+        torch.zeros_like(mag),
+    )
+    return spec * gain
+
+
 def flow_start(x2: torch.Tensor, eps: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
     """z = x + sigma * eps (x2: the mono condition duplicated to both ears, as 4 real channels)."""
     return x2 + sigma * eps
@@ -76,8 +102,9 @@ def flow_matching_loss(
 ) -> torch.Tensor:
     """L1 between net(phi_t, x, t, poses) and v = y - z. y (B, 4, T, F), x (B, 2, T, F), poses (B, T, 14)."""
     b = y.shape[0]
-    t = torch.rand(b, generator=gen)
-    eps = torch.randn(y.shape, generator=gen)
+    # drawn on the CPU generator, then moved: a run draws the same numbers on any device
+    t = torch.rand(b, generator=gen).to(y.device)
+    eps = torch.randn(y.shape, generator=gen).to(y.device)
     z = flow_start(duplicate_mono(x), eps, sigma)
     phi = interpolate(y, z, t)
     return F.l1_loss(net(phi, x, t, poses), y - z)

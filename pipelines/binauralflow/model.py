@@ -56,6 +56,12 @@ class UNetConfig:
     # samples) the phase slope of that delay, which interaural time differences are made of
     freq_periods: tuple[int, ...] = (1, 2, 4, 8, 16, 24, 32, 40)
     time_kernel: int = 3  # kernel length along time of the 3x3 convolutions (causal)
+    # the spectral representation the flow runs on: spec_scale * |X| ** spec_exponent with X's phase (``flow.compress``)
+    spec_exponent: float = 1.0
+    spec_scale: float = 1.0
+    # the output head (see ``CausalUNet.forward``): "velocity" (v = d + a x + b phi) or "target"
+    # (v = d + (a x + b phi) / (1 - t), with a per-bin complex gain map of the pose added to a)
+    head: str = "velocity"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,11 +74,20 @@ class UNetConfig:
         return cls(**d)
 
 
-# The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow").
-SMALL = UNetConfig()
+# The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow"), on
+# amplitude-compressed spectra (more of speech's bins above the flow's start noise) with the "target" head (the
+# poses reach the output as a per-bin gain; with the "velocity" head a trained model ignored them).
+SMALL = UNetConfig(spec_exponent=0.5, head="target")
 # The paper's scale (~78 M parameters); a GPU model.
 FULL = UNetConfig(
-    channels=(64, 128, 256, 512, 512), blocks=2, up_blocks=3, mid_blocks=2, emb_dim=512, fourier_features=128
+    channels=(64, 128, 256, 512, 512),
+    blocks=2,
+    up_blocks=3,
+    mid_blocks=2,
+    emb_dim=512,
+    fourier_features=128,
+    spec_exponent=0.5,
+    head="target",
 )
 
 
@@ -205,6 +220,14 @@ class CausalUNet(nn.Module):
         self.emb_out = nn.Linear(e, ch[0] * N_BINS)
         # v directly (4), and complex per-bin gains per ear applied to x (4) and to phi (4): see ``forward``
         self.conv_out = CausalConv(ch[0], 3 * STATE_CHANNELS, 3, kt)
+        if cfg.head not in ("velocity", "target"):
+            raise ValueError(f"head must be 'velocity' or 'target'; got {cfg.head!r}")
+        if cfg.head == "target":
+            # a complex gain per ear and bin from the pose MLP's hidden features: the direction-dependent filter
+            # (an HRTF: level and phase slope per bin) as a function of the pose, for the head's gain on x
+            self.pose_gain = nn.Linear(e, STATE_CHANNELS * N_BINS)
+            nn.init.zeros_(self.pose_gain.weight)
+            nn.init.zeros_(self.pose_gain.bias)
         for name, module in self.named_modules():
             if isinstance(module, CausalConv | CausalUpConv):
                 module.name = name
@@ -214,10 +237,15 @@ class CausalUNet(nn.Module):
 
     def embed(self, t: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """t (B,) or (B, T), poses (B, T, 14) -> (B, T, E)."""
+        return self._embed(t, poses)[0]
+
+    def _embed(self, t: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding (B, T, E), the pose MLP's hidden features (B, T, E))."""
         b, n, _ = poses.shape
         t = t.reshape(b, -1).expand(b, n) if t.ndim <= 1 or t.shape[-1] == 1 else t
-        pose = self.pose_mlp(torch.cat([self.pose_features(poses), poses], dim=-1))
-        return F.silu(self.t_mlp(self.t_features(t[..., None])) + pose)
+        hidden = self.pose_mlp[1](self.pose_mlp[0](torch.cat([self.pose_features(poses), poses], dim=-1)))
+        pose = self.pose_mlp[2](hidden)
+        return F.silu(self.t_mlp(self.t_features(t[..., None])) + pose), hidden
 
     def forward(
         self,
@@ -231,7 +259,7 @@ class CausalUNet(nn.Module):
         b, _, n, f = phi.shape
         if f != N_BINS:
             raise ValueError(f"the U-Net takes {N_BINS} frequency bins; got {f}")
-        emb = self.embed(t, poses)
+        emb, pose_hidden = self._embed(t, poses)
         h = torch.cat([phi, x, self.freq_pos.expand(b, -1, n, -1)], dim=1)
         h = self.conv_in(h, state)
         skips = []
@@ -254,7 +282,15 @@ class CausalUNet(nn.Module):
         # features without the frame's level, while v scales with it: for the simulated direct path,
         # v = (H(pose) x - phi) / (1 - t) exactly. The gains carry the level through the multiplication.
         d, a, b_ = out.split(STATE_CHANNELS, dim=1)
-        return d + _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi)
+        if self.config.head == "velocity":
+            return d + _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi)
+        # "target": a x + b phi estimates the target y, and v = (y - phi) / (1 - t) exactly (phi = t y + (1 - t) z);
+        # so a is the filter H(pose) itself at every t (the gain map of the pose is added to it) and b is -1. 1 - t
+        # is floored at the last evaluation's 1/12 so that training's t near 1 does not blow the output up.
+        a = a + self.pose_gain(pose_hidden).view(b, n, STATE_CHANNELS, N_BINS).transpose(1, 2)
+        estimate = _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi) - phi
+        remaining = (1 - t.reshape(b, -1)).clamp_min(1 / 12).expand(b, n)[:, None, :, None]
+        return d + estimate / remaining
 
 
 def _cmul(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ from pipelines.binauralflow.flow import (
     Schedule,
     channels_to_complex,
     complex_to_channels,
+    compress,
+    decompress,
     duplicate_mono,
     early_skip_start,
     midpoint_solve,
@@ -36,6 +38,10 @@ N_FFT = 512
 HOP = 128
 # A sample is final once the last frame that covers it is complete: n_fft - 1 samples after it arrived.
 LATENCY_SAMPLES = N_FFT - 1
+# Zeros after the last input sample, so that causal frames cover the end with the whole window as everywhere else:
+# without them the last hop lies only under the tail of one frame's window, and the ISTFT's division by that tiny
+# window envelope blew the network's residual noise up to values of ~500 in the last samples.
+TAIL_PADDING = N_FFT - HOP
 
 # frame indices (T,) -> poses (T, 14) at those frames' times
 PoseFn = Callable[[torch.Tensor], torch.Tensor]
@@ -92,7 +98,8 @@ class FrameRenderer:
         if count == 0:
             return torch.zeros(2, N_FFT // 2 + 1, 0, dtype=torch.complex64)
         first = self.frames_done
-        x = mono_features(spec)
+        cfg = self.net.config
+        x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
         poses = self.poses(torch.arange(first, first + count))[None].to(torch.float32)
         eps = frame_noise(self.seed, first, count)
         phi = early_skip_start(duplicate_mono(x), eps, self.schedule.t0)
@@ -104,7 +111,7 @@ class FrameRenderer:
 
         out = midpoint_solve(velocity, phi, self.schedule)
         self.frames_done += count
-        return stereo_spectrum(out)
+        return decompress(stereo_spectrum(out), cfg.spec_exponent, cfg.spec_scale)
 
 
 class BinauralStreamer:
@@ -115,31 +122,40 @@ class BinauralStreamer:
         self.stft = StreamingSTFT(N_FFT, HOP, padding="causal")
         self.istft = StreamingISTFT(N_FFT, HOP, padding="causal")
         self.samples_in = 0
+        self.samples_out = 0
 
     def reset(self) -> None:
         self.renderer.reset()
         self.stft.reset()
         self.istft.reset()
         self.samples_in = 0
+        self.samples_out = 0
 
     def push(self, mono: torch.Tensor) -> torch.Tensor:
         """(1, S) -> (2, S_final)."""
         self.samples_in += mono.shape[-1]
         # reshape: before the first frame the ISTFT has no channel layout yet and returns a bare (0,) tensor
-        return self.istft.push(self.renderer(self.stft.push(mono))).reshape(2, -1)
+        out = self.istft.push(self.renderer(self.stft.push(mono))).reshape(2, -1)
+        self.samples_out += out.shape[-1]
+        return out
 
     def flush(self) -> torch.Tensor:
         """The remaining samples; the total output equals the input length."""
-        frames = self.stft.flush()
+        frames = torch.cat([self.stft.push(torch.zeros(1, TAIL_PADDING)), self.stft.flush()], dim=-1)
         out = self.istft.push(self.renderer(frames)) if frames.shape[-1] else torch.zeros(2, 0)
-        rest = self.istft.flush(self.samples_in)
-        return torch.cat([out.reshape(2, -1), rest.reshape(2, -1)], dim=-1)
+        rest = self.istft.flush(self.samples_in + TAIL_PADDING)
+        out = torch.cat([out.reshape(2, -1), rest.reshape(2, -1)], dim=-1)[
+            :, : self.samples_in - self.samples_out
+        ]
+        self.samples_out += out.shape[-1]
+        return out
 
 
 def render_offline(
     net: CausalUNet, mono: torch.Tensor, schedule: Schedule, seed: int, poses: PoseFn
 ) -> torch.Tensor:
     """The whole signal at once: (1, S) -> (2, S). The reference the stream must reproduce."""
-    spec = stft(mono, N_FFT, HOP, padding="causal")
+    spec = stft(F.pad(mono, (0, TAIL_PADDING)), N_FFT, HOP, padding="causal")
     out = FrameRenderer(net, schedule, seed, poses)(spec, stateful=False)
-    return istft(out, N_FFT, HOP, padding="causal", length=mono.shape[-1])
+    n = mono.shape[-1]
+    return istft(out, N_FFT, HOP, padding="causal", length=n + TAIL_PADDING)[..., :n]

@@ -3,7 +3,10 @@
 Data, all made offline: mono speech from Debian's espeak-ng (``streamrt.speech``, resampled to 48 kHz), each
 utterance rendered binaurally on the fly at a random position (``simulate``: the OpenAL Soft HRTF set of
 libopenal-data, 1 / r distance gain, six first-order image sources and a late tail of one fixed room). A step takes
-random ``frames``-frame segments of ``batch`` pairs and applies the flow-matching L1 loss on v = y - z (``flow``).
+random ``frames``-frame segments of ``batch`` pairs and applies the flow-matching L1 loss on v = y - z (``flow``), on
+the spectral representation of the model's configuration (``SMALL``: amplitude-compressed STFTs, ``flow.compress``).
+``--device cuda`` trains the network on a GPU; the data and every random number stay on the CPU, so a run draws the
+same pairs, t and noise on either device.
 The weights written are an exponential moving average of the trained ones, as fp16 safetensors, with
 ``config.json``; ``evaluate`` then measures the card's metrics on held-out utterances and positions.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -26,7 +30,7 @@ from tqdm.auto import tqdm
 
 from buffers.stft import stft
 from pipelines.binauralflow import evaluate
-from pipelines.binauralflow.flow import SIGMA, complex_to_channels, flow_matching_loss
+from pipelines.binauralflow.flow import SIGMA, complex_to_channels, compress, flow_matching_loss
 from pipelines.binauralflow.generator import CONFIG, DEFAULT_MODEL, WEIGHTS
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
 from pipelines.binauralflow.model import N_BINS, SMALL, CausalUNet, UNetConfig, count_parameters
@@ -40,10 +44,11 @@ from pipelines.binauralflow.simulate import (
     speaker_pose,
 )
 from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE
+from streamrt.video.training import training_device
 
 log = logging.getLogger(__name__)
 
-TINY = UNetConfig(channels=(4, 8, 8, 8, 8), emb_dim=16, fourier_features=8)
+TINY = dataclasses.replace(SMALL, channels=(4, 8, 8, 8, 8), emb_dim=16, fourier_features=8)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, default=Path("runs/speech"), help="cache of synthesised utterances"
     )
     parser.add_argument("--utterances", type=int, default=600, help="espeak-ng training utterances")
-    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="segments per step (each at its own position)")
     parser.add_argument("--frames", type=int, default=64, help="STFT frames per segment (hop 128 at 48 kHz)")
     parser.add_argument(
@@ -65,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda: where the network trains (data and random numbers stay on the CPU, so a run draws the "
+        "same samples on either)",
+    )
     parser.add_argument("--hrtf", type=Path, default=DEFAULT_MHR, help="OpenAL Soft .mhr HRTF file")
     parser.add_argument("--eval-utterances", type=int, default=8, help="held-out utterances per engine")
     parser.add_argument("--eval-positions", type=int, default=4, help="held-out positions per utterance")
@@ -76,9 +87,16 @@ class PairSampler:
     """Random (mono, binaural, poses) training segments as network features."""
 
     def __init__(
-        self, utterances: list[torch.Tensor], hrtf_path: Path, frames: int, gain_db: float, seed: int
+        self,
+        utterances: list[torch.Tensor],
+        hrtf_path: Path,
+        frames: int,
+        gain_db: float,
+        seed: int,
+        config: UNetConfig = SMALL,
     ):
         self.hrtf = load_mhr(hrtf_path)
+        self.config = config
         self.frames = frames
         self.gain_db = gain_db
         self.rng = np.random.default_rng(seed)
@@ -99,8 +117,13 @@ class PairSampler:
         past = min(start, ir.shape[-1])
         binaural = convolve(mono[:, start - past : start + n], ir)[:, past:]
         segment = mono[:, start : start + n]
-        x = stft(segment, N_FFT, HOP, padding="causal")[:, :N_BINS]  # (1, F, T)
-        y = stft(binaural, N_FFT, HOP, padding="causal")[:, :N_BINS]  # (2, F, T)
+        cfg = self.config
+        x = compress(
+            stft(segment, N_FFT, HOP, padding="causal")[:, :N_BINS], cfg.spec_exponent, cfg.spec_scale
+        )
+        y = compress(
+            stft(binaural, N_FFT, HOP, padding="causal")[:, :N_BINS], cfg.spec_exponent, cfg.spec_scale
+        )
         poses = torch.cat([speaker_pose(position, self.rng), LISTENER]).expand(self.frames, -1)
         return (
             complex_to_channels(x.transpose(-1, -2)[None])[0],
@@ -121,7 +144,7 @@ def save_model(net: CausalUNet, out: Path, extra: dict) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(out / WEIGHTS))
     config = {
         "unet": net.config.to_dict(),
@@ -137,6 +160,7 @@ def save_model(net: CausalUNet, out: Path, extra: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from streamrt import speech
 
+    device = training_device(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = TINY if args.quick else SMALL
@@ -148,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
     utterances = speech.corpus(
         args.data_dir / "train", n_utts, engine="espeak", sample_rate=SAMPLE_RATE, seed=args.seed
     )
-    sampler = PairSampler(utterances, args.hrtf, frames, args.gain_db, args.seed)
-    net = CausalUNet(config)
+    sampler = PairSampler(utterances, args.hrtf, frames, args.gain_db, args.seed, config)
+    net = CausalUNet(config).to(device)
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -159,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     losses: list[float] = []
     bar = tqdm(range(steps), desc="binauralflow", disable=args.no_progress)
     for step in bar:
-        x, y, poses = sampler.batch(args.batch)
+        x, y, poses = (v.to(device) for v in sampler.batch(args.batch))
         loss = flow_matching_loss(net, y, x, poses, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
