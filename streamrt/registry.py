@@ -29,6 +29,8 @@ _BUILTIN = {
     "streamdit": "pipelines.streamdit:StreamDiTGenerator",
     "rolling-forcing": "pipelines.rolling_forcing:RollingForcingGenerator",
     "streamingt2v": "pipelines.streamingt2v:StreamingT2VGenerator",
+    "rain": "pipelines.rain:RainGenerator",
+    "evanimate": "pipelines.evanimate:EvAnimateGenerator",
 }
 
 

@@ -18,6 +18,8 @@ RECIPES: dict[str, str] = {
     "streamdit": "pipelines.streamdit.train",
     "rolling-forcing": "pipelines.rolling_forcing.train",
     "streamingt2v": "pipelines.streamingt2v.train",
+    "rain": "pipelines.rain.train",
+    "evanimate": "pipelines.evanimate.train",
 }
 
 

@@ -218,6 +218,8 @@ FACTORIES: dict[str, Callable[[], list[Case]]] = {
     "streamdit": _cases_in("contract_streamdit"),
     "rolling-forcing": _cases_in("contract_rolling_forcing"),
     "streamingt2v": _cases_in("contract_streamingt2v"),
+    "rain": _cases_in("contract_rain"),
+    "evanimate": _cases_in("contract_evanimate"),
 }
 
 

@@ -13,7 +13,8 @@ Suites (``SUITES``), one module each:
 - ``streamdiffusion``: end-to-end img2img fps with the split between denoising and the VAE;
 - ``webrtc``: the transport (``transport.bench_webrtc``);
 - ``ap-bwe``, ``binauralflow``: offline and streaming speed of the audio generators (in their pipeline packages);
-- ``t2v``: fps, first-frame latency and memory growth of the text-to-video generators (``pipelines.t2v_bench``).
+- ``t2v``: fps, first-frame latency and memory growth of the text-to-video generators (``pipelines.t2v_bench``);
+- ``animation``: fps, latency and condition extraction time of RAIN and EvAnimate (``pipelines.animation_bench``).
 
 ``streamrt.cli`` calls ``register(subparsers)``; ``python -m streamrt.bench SUITE ...`` is ``streamrt bench SUITE ...``.
 """
@@ -40,6 +41,7 @@ SUITES: dict[str, str] = {
     "ap-bwe": "pipelines.ap_bwe.bench",
     "binauralflow": "pipelines.binauralflow.bench",
     "t2v": "pipelines.t2v_bench",
+    "animation": "pipelines.animation_bench",
 }
 
 
