@@ -145,3 +145,18 @@ def test_detector_follows_a_moving_puppet_not_a_memorised_pose() -> None:
     tracked = (found[:, wrist, :2] - found[0, wrist, :2]).norm(dim=-1)
     assert moved.max() > 0.05
     assert torch.corrcoef(torch.stack([moved, tracked]))[0, 1] > 0.9
+
+
+def test_detector_recipe_quick_run_writes_a_loadable_model(tmp_path) -> None:
+    import argparse
+
+    from streamrt import puppet_keypoints
+
+    parser = argparse.ArgumentParser()
+    puppet_keypoints.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--out", str(tmp_path / "det")])
+    assert puppet_keypoints.run(args) == 0
+    for name in ("config.json", "model.safetensors", "README.md", "eval_metrics.json", "samples.png"):
+        assert (tmp_path / "det" / name).is_file()
+    frames, _ = puppet_clip(PuppetSpec(), "walk", 2, 64)
+    assert detect_keypoints(frames, model=str(tmp_path / "det")).shape == (2, 18, 3)
