@@ -27,7 +27,13 @@ from pipelines.binauralflow.flow import (
     midpoint_solve,
 )
 from pipelines.binauralflow.generator import BinauralFlowGenerator, read_model
-from pipelines.binauralflow.model import FULL, CausalUNet, count_parameters, frame_group_norm
+from pipelines.binauralflow.model import (
+    FULL,
+    CausalUNet,
+    count_parameters,
+    frame_group_norm,
+    source_direction,
+)
 from pipelines.binauralflow.poses import load_trajectory, parse_numbers, parse_pose, relative_position
 from pipelines.binauralflow.simulate import dsp_render, render, room_ir
 from pipelines.binauralflow.streaming import (
@@ -274,6 +280,22 @@ def test_target_head_gives_the_velocity_that_reaches_the_filtered_mono():
         tt = torch.full((2,), t)
         expected = (hx - phi) / max(1 - t, 1 / 12)
         assert torch.allclose(net(phi, x, tt, poses), expected, atol=1e-4)
+
+
+def test_source_direction_is_in_the_listener_s_head_frame():
+    c = math.sqrt(0.5)
+    turned = [0.0, 0.0, 0.0, c, 0.0, 0.0, c]  # listener yawed 90 degrees: facing +y
+    poses = torch.tensor(
+        [
+            [0.0, 2.0, 0.0, 1, 0, 0, 0, 0.0, 0.0, 0.0, 1, 0, 0, 0],  # 2 m to the left of an unturned listener
+            [0.0, 2.0, 0.0, 1, 0, 0, 0, *turned],  # the same point, now in front of the turned listener
+            [1.0, 1.0, 0.5, 1, 0, 0, 0, 1.0, 0.0, 0.5, 1, 0, 0, 0],  # listener moved: 1 m to its left
+        ]
+    )
+    out = source_direction(poses)
+    assert torch.allclose(out[0], torch.tensor([0.0, 1.0, 0.0, 2.0]), atol=1e-6)
+    assert torch.allclose(out[1], torch.tensor([1.0, 0.0, 0.0, 2.0]), atol=1e-6)
+    assert torch.allclose(out[2], torch.tensor([0.0, 1.0, 0.0, 1.0]), atol=1e-6)
 
 
 def test_pose_gain_map_starts_silent_and_carries_the_pose():

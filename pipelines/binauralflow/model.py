@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from buffers.conv_state import ContextCarry
+from pipelines.binauralflow.poses import relative_position
 
 N_BINS = 256  # bins 0..255 of the 257 of a 512-point STFT (the Nyquist bin carries nothing in speech)
 STATE_CHANNELS = 4  # phi_t: left re, left im, right re, right im
 COND_CHANNELS = 2  # the mono spectrogram: re, im
 POSE_DIM = 14  # speaker (x, y, z, qw, qx, qy, qz) + listener
+DIRECTION_DIM = 4  # derived from the poses when UNetConfig.pose_direction: unit direction (3) + distance
 
 # state(name, context) -> the carry of that causal layer for the current stream position, or None (offline: zeros)
 StateFn = Callable[[str, int], ContextCarry] | None
@@ -62,6 +64,9 @@ class UNetConfig:
     # the output head (see ``CausalUNet.forward``): "velocity" (v = d + a x + b phi) or "target"
     # (v = d + (a x + b phi) / (1 - t), with a per-bin complex gain map of the pose added to a)
     head: str = "velocity"
+    # also give the pose MLP the source's direction in the listener's head frame (a unit vector) and its distance,
+    # computed from the two poses: interaural level and time differences are functions of the direction
+    pose_direction: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +82,7 @@ class UNetConfig:
 # The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow"), on
 # amplitude-compressed spectra (more of speech's bins above the flow's start noise) with the "target" head (the
 # poses reach the output as a per-bin gain; with the "velocity" head a trained model ignored them).
-SMALL = UNetConfig(spec_exponent=0.5, head="target")
+SMALL = UNetConfig(spec_exponent=0.5, head="target", pose_direction=True)
 # The paper's scale (~78 M parameters); a GPU model.
 FULL = UNetConfig(
     channels=(64, 128, 256, 512, 512),
@@ -88,6 +93,7 @@ FULL = UNetConfig(
     fourier_features=128,
     spec_exponent=0.5,
     head="target",
+    pose_direction=True,
 )
 
 
@@ -181,13 +187,14 @@ class CausalUNet(nn.Module):
         self.config = cfg = config
         ch, kt, g, e = cfg.channels, cfg.time_kernel, cfg.groups, cfg.emb_dim
         self.t_features = FourierEmbedding(1, cfg.fourier_features, cfg.t_scale)
-        self.pose_features = FourierEmbedding(POSE_DIM, cfg.pose_features, cfg.pose_scale)
+        pose_inputs = POSE_DIM + (DIRECTION_DIM if cfg.pose_direction else 0)
+        self.pose_features = FourierEmbedding(pose_inputs, cfg.pose_features, cfg.pose_scale)
         # one MLP for t and one for the poses, summed. The pose MLP's last layer starts at zero: in a shared MLP the
         # 238 pose inputs were noise to the t-dependence that training learns first, their weights were driven down,
         # and the trained model ignored the poses; starting silent, the pose path grows as far as it helps.
         self.t_mlp = nn.Sequential(nn.Linear(2 * cfg.fourier_features, e), nn.SiLU(), nn.Linear(e, e))
         self.pose_mlp = nn.Sequential(
-            nn.Linear(2 * POSE_DIM * cfg.pose_features + POSE_DIM, e), nn.SiLU(), nn.Linear(e, e)
+            nn.Linear(2 * pose_inputs * cfg.pose_features + pose_inputs, e), nn.SiLU(), nn.Linear(e, e)
         )
         nn.init.zeros_(self.pose_mlp[-1].weight)
         nn.init.zeros_(self.pose_mlp[-1].bias)
@@ -243,6 +250,8 @@ class CausalUNet(nn.Module):
         """(embedding (B, T, E), the pose MLP's hidden features (B, T, E))."""
         b, n, _ = poses.shape
         t = t.reshape(b, -1).expand(b, n) if t.ndim <= 1 or t.shape[-1] == 1 else t
+        if self.config.pose_direction:
+            poses = torch.cat([poses, source_direction(poses)], dim=-1)
         hidden = self.pose_mlp[1](self.pose_mlp[0](torch.cat([self.pose_features(poses), poses], dim=-1)))
         pose = self.pose_mlp[2](hidden)
         return F.silu(self.t_mlp(self.t_features(t[..., None])) + pose), hidden
@@ -291,6 +300,14 @@ class CausalUNet(nn.Module):
         estimate = _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi) - phi
         remaining = (1 - t.reshape(b, -1)).clamp_min(1 / 12).expand(b, n)[:, None, :, None]
         return d + estimate / remaining
+
+
+def source_direction(poses: torch.Tensor) -> torch.Tensor:
+    """(..., 14) speaker + listener poses -> (..., 4): the unit direction of the speaker in the listener's head frame
+    (+x front, +y left, +z up) and the distance in metres."""
+    rel = relative_position(poses[..., :7], poses[..., 7:])
+    distance = torch.linalg.vector_norm(rel, dim=-1, keepdim=True)
+    return torch.cat([rel / distance.clamp_min(1e-3), distance], dim=-1)
 
 
 def _cmul(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
