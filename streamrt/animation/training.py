@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, name: str) -> None:
     parser.add_argument("--codec-crop", type=int, default=64, help="codec training crops (pixels, square)")
     parser.add_argument("--steps", type=int, default=4500, help="backbone training steps")
     parser.add_argument("--batch", type=int, default=1, help="16-frame windows per backbone step")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warm-up, cosine decay)")
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64], help="UNet block widths")
     parser.add_argument("--steady-fraction", type=float, default=0.6, help="share of full 4-group windows")
     parser.add_argument("--eval-clips", type=int, default=8, help="held-out clips of the card's evaluation")
