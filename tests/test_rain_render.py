@@ -9,7 +9,6 @@ import pytest
 import torch
 from _animation import SIZE, puppet_clip_frames, read_video, tiny_model_folder, write_video
 
-from streamrt import registry
 from streamrt.errors import ParamError
 from streamrt.poses import save_keypoints
 from streamrt.render import render
@@ -17,12 +16,6 @@ from streamrt.video.folder import default_folder
 
 torch.set_num_threads(1)
 TRAINED = (default_folder("rain") / "config.json").is_file()
-
-
-@pytest.fixture(autouse=True)
-def rain_registered(monkeypatch):
-    # until the coordinator registers rain in streamrt.registry
-    monkeypatch.setitem(registry._BUILTIN, "rain", "pipelines.rain:RainGenerator")
 
 
 @pytest.fixture(scope="module")
