@@ -37,8 +37,8 @@ def common_params() -> tuple[Param, ...]:
         Param("reference", str, None, "Reference image (png/jpg) of the character to animate; default: the "
               "model's reference.png.", live=False, optional=True),
         Param("seed", int, 0, "Seed of the window's noise.", minimum=0),
-        Param("noise", str, "fixed", "Re-noising: fixed (one tensor per level, Stream Batch's choice: a still "
-              "pose gives a still output) or fresh (new noise every step, as plain LCM sampling).", live=False,
+        Param("noise", str, "fixed", "Noise: fixed (one noise map per level, shared by the frames: a still pose "
+              "gives a still output) or fresh (new noise per frame and step, as plain LCM sampling).", live=False,
               choices=("fixed", "fresh")),
     )  # fmt: skip
 

@@ -55,8 +55,9 @@ class AnimationStream:
 
     def _noise_source(self, seed: int) -> NoiseSource:
         if self.noise_kind == "fixed":
-            # Stream Batch's choice: one noise tensor per level, so a still pose gives a still output
-            return FixedNoise(GROUPS, GROUP_FRAMES, self.latent_shape, seed, str(self.device))
+            # Stream Batch's choice, one noise map per level, here also shared by the frames of a group (one row,
+            # broadcast): a still pose then gives a still output, with no flicker from frame-to-frame noise
+            return FixedNoise(GROUPS, 1, self.latent_shape, seed, str(self.device))
         return FreshNoise(seed, str(self.device))
 
     def reset(self, seed: int | None = None) -> None:
@@ -83,7 +84,7 @@ class AnimationStream:
                 raise ValueError(f"a group holds 1..{GROUP_FRAMES} frames; got {n}")
             features = self.backbone.guide(conditions.to(self.device))
             if self.noise_kind == "fixed":
-                x_t = self.noise.sample(0, n, features)  # the level-0 noise of the fixed source
+                x_t = self.noise.sample(0, 1, features).expand(n, *self.latent_shape)  # the level-0 noise map
             else:
                 x_t = torch.randn((n, *self.latent_shape), generator=self._entry_gen).to(self.device)
             entering = self.window.enter_noisy(x_t.clone(), payload)
