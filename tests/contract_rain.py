@@ -46,7 +46,7 @@ def cases() -> list[Case]:
             MediaKind.VIDEO,
             out_size=(SIZE, SIZE),
             frames=40,  # the lookahead check changes input 20: outputs before 20 - 15 must exist
-            long_frames=160,
+            long_frames=120,
             make_input=puppet_video,
         ),
     ]

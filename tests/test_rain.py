@@ -238,3 +238,14 @@ def test_bad_reference_and_poses_files_give_clear_errors(folder, tmp_path) -> No
         gen.prepare({"reference": str(bad)})
     with pytest.raises(InputError):
         gen.prepare({"poses": str(tmp_path / "missing.json")})
+
+
+def test_mediapipe_estimator_drives_the_pose(folder, clip) -> None:
+    """The live path's estimator: MediaPipe's offline pose model (optional extra ``pose``) runs on every frame."""
+    pytest.importorskip("mediapipe")
+    gen = _gen(folder, estimator="mediapipe")
+    calls = []
+    inner = gen._estimator.estimate
+    gen._estimator.estimate = lambda image: calls.append(image.shape) or inner(image)
+    outs = _run(gen, _frames(clip, 6))
+    assert len(outs) == 6 and len(calls) == 6
