@@ -118,7 +118,8 @@ def evaluate(
 
 
 def lateral_cues(net: CausalUNet, mono: torch.Tensor, hrtf_path: Path = DEFAULT_MHR) -> dict:
-    """ILD / ITD of a source 1.5 m to the left and to the right, for the target, the model and the DSP renderer."""
+    """ILD / ITD of a source 1.5 m to the left and to the right, for the target, the model (NFE 6 of 12 and the full
+    12) and the DSP renderer."""
     hrtf = load_mhr(hrtf_path)
     out = {}
     for side, y in (("left", 1.5), ("right", -1.5)):
@@ -126,6 +127,8 @@ def lateral_cues(net: CausalUNet, mono: torch.Tensor, hrtf_path: Path = DEFAULT_
         renders = {
             "target": render(mono, position, hrtf, ROOM),
             "binauralflow": model_render(net, mono, position),
+            # the full schedule (no early skip): the interaural time difference survives only there (card)
+            "binauralflow_nfe12": model_render(net, mono, position, nfe=12),
             "dsp": dsp_render(mono, position, hrtf),
         }
         out[side] = {
