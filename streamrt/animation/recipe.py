@@ -43,13 +43,8 @@ def stream_render(backbone: AnimationBackbone, seed: int = 0):
         stream.set_reference(reference.permute(2, 0, 1).float() / 255)
         cond = conditions.permute(0, 3, 1, 2).float() / 255
         out: list[torch.Tensor] = []
-        for start in range(0, cond.shape[0], GROUP_FRAMES):
-            out += [
-                img
-                for img, _ in stream.step(
-                    cond[start : start + GROUP_FRAMES], [None] * len(cond[start : start + GROUP_FRAMES])
-                )
-            ]
+        for group in cond.split(GROUP_FRAMES):
+            out += [img for img, _ in stream.step(group, [None] * group.shape[0])]
         out += [img for img, _ in stream.drain()]
         return torch.stack(out).mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
