@@ -99,24 +99,46 @@ def test_bench_rows_have_the_issue_fields(tmp_path):
         assert row["stream_speed"] > 0 and row["params"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the committed default did not learn the pose dependence in its CPU training budget (card: Limitations); "
-    "strict, so a default that does lateralise turns this into a failure until the mark is removed",
-)
-def test_trained_default_puts_a_left_source_in_the_left_ear():
-    """The embedded default, on a held-out-style signal: louder and earlier in the ear on the source's side."""
-    net = read_model()
+@pytest.fixture(scope="module")
+def default_renders():
+    """The embedded default on a held-out-style utterance (2 s), a source 1.5 m to the left and to the right, with
+    the default schedule (NFE 6 of 12, early skip) and the full one (NFE 12)."""
     from streamrt import speech
 
-    if speech.available("espeak"):
-        mono = speech.corpus("runs/speech/test-probe", 1, engine="espeak", sample_rate=48_000, seed=4242)[0]
-    else:  # pragma: no cover - CI installs espeak-ng
+    if not speech.available("espeak"):  # pragma: no cover - CI installs espeak-ng
         pytest.skip("espeak-ng is not installed")
-    mono = mono / mono.pow(2).mean().sqrt() * SPEECH_RMS
+    net = read_model()
+    mono = speech.corpus("runs/speech/test-probe", 1, engine="espeak", sample_rate=48_000, seed=4242)[0]
+    mono = (mono / mono.pow(2).mean().sqrt() * SPEECH_RMS)[:, : 2 * 48_000 + 50]
+    return {
+        (side, nfe): interaural(model_render(net, mono, np.array([0.0, 1.5 * side, 0.0]), nfe=nfe))
+        for side in (1.0, -1.0)
+        for nfe in (6, 12)
+    }
+
+
+def test_trained_default_puts_a_left_source_louder_in_the_left_ear(default_renders):
     for side in (1.0, -1.0):
-        ild, lead = interaural(model_render(net, mono, np.array([0.0, 1.5 * side, 0.0])))
-        assert side * ild > 1.0 and side * lead > 0, (side, ild, lead)
+        ild, _ = default_renders[(side, 6)]
+        assert side * ild > 1.0, (side, ild)
+
+
+def test_trained_default_without_early_skip_puts_a_left_source_earlier_in_the_left_ear(default_renders):
+    for side in (1.0, -1.0):
+        _, lead = default_renders[(side, 12)]
+        assert side * lead > 0, (side, lead)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with early skip (NFE 6) the solver starts from the mono signal's phase and the default keeps it: the "
+    "interaural time difference it learned shows only without the skip (card: Limitations); strict, so a default "
+    "that keeps it turns this into a failure until the mark is removed",
+)
+def test_trained_default_puts_a_left_source_earlier_in_the_left_ear(default_renders):
+    for side in (1.0, -1.0):
+        _, lead = default_renders[(side, 6)]
+        assert side * lead > 0, (side, lead)
 
 
 def test_default_generator_streams_stereo():
