@@ -65,7 +65,9 @@ def write_figure(
     plt.close(fig)
 
 
-def write_card(out: Path, name: str, command: str, summary: str, metrics: dict, condition: Condition) -> None:
+def write_card(
+    out: Path, name: str, command: str, summary: str, metrics: dict, condition: Condition, size: int = 128
+) -> None:
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     rows = "\n".join(
         f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
@@ -82,7 +84,7 @@ Synthetic articulated 2D puppets from `streamrt.puppets` (random body proportion
 with colours and textures, shoes, background) in motion (walk, wave, jump, squat, arm swing, turn, lean, random
 smooth trajectories), with exact COCO-18 keypoints; the condition images are {condition.name}. Training sample: a
 16-frame window (or the 4-12-frame windows of the stream's fill and drain) at the stream's staggered noise levels,
-the reference = another frame of the same clip. The evaluation uses held-out characters (clothing combinations
+the reference = another frame of the same clip or, a quarter of the time, the character at rest. The evaluation uses held-out characters (clothing combinations
 never seen in training) and held-out motion speeds/amplitudes, each animated from its still (rest pose) reference
 through the streaming window exactly as the generator runs it.
 
@@ -97,8 +99,8 @@ Training time: {metrics.get("train_seconds", float("nan")) / 60:.1f} min on {_wh
 ## Metrics
 
 Pose following: the project's puppet keypoint detector (`streamrt.puppets.detect_keypoints`) reads the pose back
-from the generated frames; `keypoint_error_px` is the mean joint distance (pixels of a {metrics.get("held_out_frames", "")}-frame,
-square clip) to the driving pose, `baseline_reference_px` the same for the still reference shown unchanged (the
+from the generated frames; `keypoint_error_px` is the mean joint distance (pixels of
+{size}-pixel square frames) to the driving pose, `baseline_reference_px` the same for the still reference shown unchanged (the
 nearest-reference baseline: no animation), `detector_on_truth_px` the detector's own error on the true frames.
 Identity: total-variation distance (0..1) between colour histograms of each output frame and the reference
 (`identity_distance`), against the true frames (`identity_truth`, a perfect output) and another character's frames

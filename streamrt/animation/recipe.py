@@ -84,7 +84,15 @@ def run_recipe(args: argparse.Namespace, *, name: str, condition: Condition, sum
     from streamrt.animation.card import write_card, write_figure
 
     write_figure(args.out, render, condition, args.size, losses)
-    write_card(args.out, name, command_line(name, args, add_arguments_for(name)), summary, metrics, condition)
+    write_card(
+        args.out,
+        name,
+        command_line(name, args, add_arguments_for(name)),
+        summary,
+        metrics,
+        condition,
+        args.size,
+    )
     log.info("wrote %s", args.out)
     return 0
 
