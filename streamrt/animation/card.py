@@ -66,7 +66,13 @@ def write_figure(
 
 
 def write_card(
-    out: Path, name: str, command: str, summary: str, metrics: dict, condition: Condition, size: int = 128
+    out: Path,
+    name: str,
+    command: str,
+    summary: str,
+    metrics: dict,
+    condition: Condition,
+    frame_size: int = 128,
 ) -> None:
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     rows = "\n".join(
@@ -100,7 +106,7 @@ Training time: {metrics.get("train_seconds", float("nan")) / 60:.1f} min on {_wh
 
 Pose following: the project's puppet keypoint detector (`streamrt.puppets.detect_keypoints`) reads the pose back
 from the generated frames; `keypoint_error_px` is the mean joint distance (pixels of
-{size}-pixel square frames) to the driving pose, `baseline_reference_px` the same for the still reference shown unchanged (the
+{frame_size}-pixel square frames) to the driving pose, `baseline_reference_px` the same for the still reference shown unchanged (the
 nearest-reference baseline: no animation), `detector_on_truth_px` the detector's own error on the true frames.
 Identity: total-variation distance (0..1) between colour histograms of each output frame and the reference
 (`identity_distance`), against the true frames (`identity_truth`, a perfect output) and another character's frames
