@@ -40,6 +40,7 @@ class Target:
 
 PIPELINES: dict[str, Target] = {
     "rain": Target("pipelines.rain:RainGenerator", "pipelines.rain.train"),
+    "evanimate": Target("pipelines.evanimate:EvAnimateGenerator", "pipelines.evanimate.train"),
 }
 FIELDS = ("suite", "pipeline", "width", "height", "fps", "latency_frames", "condition_ms")
 

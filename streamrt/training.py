@@ -20,6 +20,7 @@ RECIPES: dict[str, str] = {
     "streamingt2v": "pipelines.streamingt2v.train",
     "rain": "pipelines.rain.train",
     "evanimate": "pipelines.evanimate.train",
+    "puppet-keypoints": "streamrt.puppet_keypoints",
 }
 
 
