@@ -13,11 +13,12 @@ python=${PYTHON:-python3}
 pip install --quiet --disable-pip-version-check torch==2.13.0
 pip install --quiet --disable-pip-version-check -e '.[dev,gradio]'
 
-# Debian packages the tests use: chromium (browser tests), espeak-ng (speech for the audio recipes) and
-# libopenal-data (the HRTF set BinauralFlow's simulator reads).
+# Debian packages the tests use: chromium (browser tests), espeak-ng and festival (speech for the audio and
+# talking-head recipes) and libopenal-data (the HRTF set BinauralFlow's simulator reads).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v festival >/dev/null 2>&1 || missing+=(festival festvox-kallpc16k)
 [ -e /usr/share/openal/hrtf/default-48000.mhr ] || missing+=(libopenal-data)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
