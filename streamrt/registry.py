@@ -31,6 +31,7 @@ _BUILTIN = {
     "streamingt2v": "pipelines.streamingt2v:StreamingT2VGenerator",
     "rain": "pipelines.rain:RainGenerator",
     "evanimate": "pipelines.evanimate:EvAnimateGenerator",
+    "xstreamer": "pipelines.xstreamer:XStreamerGenerator",
 }
 
 

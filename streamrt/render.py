@@ -84,6 +84,7 @@ def render(
     settings: Iterable[str] | Mapping[str, Any] = (),
     fps: float | None = None,
     chunk_ms: float | None = None,
+    script: str | Path | None = None,
     progress: bool = False,
 ) -> RenderResult | AudioRenderResult:
     """Render ``input`` (or ``frames`` ticks when there is none) through ``pipeline`` into ``output``.
@@ -112,6 +113,10 @@ def render(
             raise ParamError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     if frames is not None and frames < 1:
         raise ParamError(f"--frames must be at least 1, got {frames}")
+    if script is not None:
+        return _run_script(
+            cls, params, script, output, started, input, frames, model, checkpoint, device, progress
+        )
 
     reader: MediaReader | None = None
     if input is not None:
@@ -176,6 +181,34 @@ def _run_audio(
         reader.close()
 
 
+def _run_script(
+    cls: Any,
+    params: dict[str, Any],
+    script: str | Path,
+    output: Path,
+    started: float,
+    input: str | Path | None,  # noqa: A002 - mirrors the -i flag
+    frames: int | None,
+    model: str | None,
+    checkpoint: str | None,
+    device: str,
+    progress: bool,
+) -> RenderResult:
+    from streamrt.dialogue import read_script
+    from streamrt.render_dialogue import render_dialogue
+
+    if MediaKind.TEXT not in cls.spec.inputs:
+        raise ParamError(f"--script gives text turns; pipeline {cls.spec.name!r} takes no text")
+    if input is not None or frames is not None:
+        raise ParamError("--script renders the whole conversation; drop -i and --frames")
+    if checkpoint is not None:
+        raise ParamError("--checkpoint does not apply to --script renders; pass a model folder with --model")
+    turns = read_script(script)
+    return render_dialogue(
+        cls, params, turns, output, model=model, device=device, progress=progress, started=started
+    )
+
+
 def _params(
     spec: GeneratorSpec,
     settings: Iterable[str] | Mapping[str, Any],
@@ -233,12 +266,15 @@ def _run(
     if info is not None and info.rate:
         rate = Fraction(info.rate)
     else:
-        rate = Fraction(fps or _default_fps(spec)).limit_denominator(1001)
+        rate = Fraction(fps or getattr(gen, "fps", None) or _default_fps(spec)).limit_denominator(1001)
     audio: Any = None
     audio_end: float | None = None
     if feed_audio and MediaKind.AUDIO in spec.outputs:
         assert info is not None and info.audio is not None
         audio = AudioSpec(info.audio.sample_rate, info.audio.channels)
+    elif MediaKind.AUDIO in spec.outputs and not has_audio:
+        # a generator that makes its own sound (xstreamer): its audio is encoded next to its video
+        audio = AudioSpec(int(getattr(gen, "sample_rate", None) or spec.sample_rate or 48_000), 1)
     elif has_audio and not feed_audio:
         assert reader is not None
         audio = reader.path  # copied into the output by the writer, interleaved with the video
@@ -369,7 +405,7 @@ def _feed(
 # ---------------------------------------------------------------------------------------------------- command line
 # Flags naming a file that a pipeline takes as the parameter of the same name (animation generators).
 FILE_FLAGS: dict[str, str] = {
-    "reference": "reference image to animate (pipelines with a 'reference' parameter: rain, evanimate)",
+    "reference": "reference image (pipelines with a 'reference' parameter: rain, evanimate; xstreamer's portrait)",
     "poses": "keypoint file (JSON/CSV, COCO-18) driving the pose (rain); without -i give --frames N",
     "events": "event file (npz/CSV: t, x, y, p) driving the motion (evanimate)",
 }
@@ -403,6 +439,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, help="frame rate without -i (default: the pipeline's, else 30)")
     for flag, what in FILE_FLAGS.items():
         p.add_argument(f"--{flag}", metavar="FILE", help=what)
+    p.add_argument(
+        "--script",
+        metavar="FILE",
+        help="a dialogue: one user turn per line (xstreamer); each reply is rendered as audio + video",
+    )
     p.add_argument(
         "--seed", metavar="N", type=int, help="random seed (for pipelines with a 'seed' parameter)"
     )
@@ -443,6 +484,7 @@ def run_command(args: argparse.Namespace) -> str:
         settings=args.settings,
         fps=args.fps,
         chunk_ms=args.chunk_ms,
+        script=args.script,
         progress=not args.no_progress,
     )
     return result.summary()

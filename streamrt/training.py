@@ -21,6 +21,8 @@ RECIPES: dict[str, str] = {
     "rain": "pipelines.rain.train",
     "evanimate": "pipelines.evanimate.train",
     "puppet-keypoints": "streamrt.puppet_keypoints",
+    "xstreamer": "pipelines.xstreamer.train",
+    "face-probe": "streamrt.face_probe",
 }
 
 

@@ -220,6 +220,7 @@ FACTORIES: dict[str, Callable[[], list[Case]]] = {
     "streamingt2v": _cases_in("contract_streamingt2v"),
     "rain": _cases_in("contract_rain"),
     "evanimate": _cases_in("contract_evanimate"),
+    "xstreamer": _cases_in("contract_xstreamer"),
 }
 
 
@@ -323,6 +324,23 @@ def input_at(inputs: list[Frame], pts: int) -> int:
     return max(bisect.bisect_right(starts, pts) - 1, 0)
 
 
+def pictures(outputs: list[DataFrame]) -> list[DataFrame]:
+    """The outputs that follow the input one for one (everything but the audio a talking generator adds to its
+    video; for video-only generators, all of them)."""
+    return [o for o in outputs if not isinstance(o, AudioFrame)]
+
+
+def check_audio_contiguous(outputs: list[DataFrame]) -> None:
+    """Audio that a generator makes next to its video: contiguous samples from pts 0."""
+    sounds = [o for o in outputs if isinstance(o, AudioFrame)]
+    if not sounds:
+        return
+    assert sounds[0].pts == 0, f"generated audio starts at pts {sounds[0].pts}, not 0"
+    for prev, nxt in zip(sounds, sounds[1:], strict=False):
+        assert nxt.pts == prev.pts + prev.samples, f"generated audio not contiguous at pts {prev.pts}"
+        assert nxt.sample_rate == prev.sample_rate and nxt.time_base == Fraction(1, nxt.sample_rate)
+
+
 def audio_samples(outputs: list[DataFrame]) -> torch.Tensor:
     """Re-chunked audio outputs joined into one (channels, samples) signal."""
     return torch.cat([o.data for o in outputs], dim=-1)
@@ -339,7 +357,8 @@ def check_shapes_and_timestamps(case: Case, ws: Workspace) -> None:
             f"output {type(o).__name__} is not among the declared {spec.outputs}"
         )
     in_tb = inputs[0].time_base
-    assert all(o.time_base == in_tb for o in outs), "outputs keep the input's time base"
+    timed = outs if case.feed is MediaKind.AUDIO else pictures(outs)
+    assert all(o.time_base == in_tb for o in timed), "outputs keep the input's time base"
     if case.feed is MediaKind.AUDIO:
         # audio may be re-chunked: contiguous samples from the first input pts, as many as went in
         assert outs, "no output for audio input"
@@ -349,9 +368,10 @@ def check_shapes_and_timestamps(case: Case, ws: Workspace) -> None:
         assert sum(o.samples for o in outs) == sum(f.samples for f in inputs)
     else:
         # one output per input (video and ticks), carrying the input's pts, in order
-        assert [o.pts for o in outs] == [f.pts for f in inputs], (
-            f"output pts {[o.pts for o in outs]} != input pts {[f.pts for f in inputs]}"
+        assert [o.pts for o in timed] == [f.pts for f in inputs], (
+            f"output pts {[o.pts for o in timed]} != input pts {[f.pts for f in inputs]}"
         )
+        check_audio_contiguous(outs)
     for o in outs:
         if isinstance(o, VideoFrame):
             assert o.data.dtype == torch.uint8 and o.data.ndim == 3 and o.data.shape[-1] == 3
@@ -386,7 +406,8 @@ def check_flush_emits_everything(case: Case, ws: Workspace) -> None:
     if case.feed is MediaKind.AUDIO:
         assert sum(o.samples for o in r.outputs) == sum(f.samples for f in inputs)
     else:
-        assert len(r.outputs) == len(inputs), f"{len(inputs)} in, {len(r.outputs)} out after flush"
+        n_out = len(pictures(r.outputs))
+        assert n_out == len(inputs), f"{len(inputs)} in, {n_out} out after flush"
     # nothing is left over: another flush yields nothing
     assert gen.flush() == [], "a second flush still emitted frames"
 
@@ -414,6 +435,8 @@ def check_latency(case: Case, ws: Workspace) -> None:
     r = run(gen, inputs)
     where = index_by_pts(inputs)
     for o, k in zip(r.outputs, r.emitted_at, strict=True):
+        if case.feed is not MediaKind.AUDIO and isinstance(o, AudioFrame):
+            continue  # generated audio rides with the picture of the same push
         i = input_at(inputs, o.pts) if case.feed is MediaKind.AUDIO else where[o.pts]
         if i + latency < len(inputs):
             assert k <= i + latency, (

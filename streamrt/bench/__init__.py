@@ -14,7 +14,8 @@ Suites (``SUITES``), one module each:
 - ``webrtc``: the transport (``transport.bench_webrtc``);
 - ``ap-bwe``, ``binauralflow``: offline and streaming speed of the audio generators (in their pipeline packages);
 - ``t2v``: fps, first-frame latency and memory growth of the text-to-video generators (``pipelines.t2v_bench``);
-- ``animation``: fps, latency and condition extraction time of RAIN and EvAnimate (``pipelines.animation_bench``).
+- ``animation``: fps, latency and condition extraction time of RAIN and EvAnimate (``pipelines.animation_bench``);
+- ``xstreamer``: real-time factor, reply latency and lip sync of the talking character (``pipelines.xstreamer.bench``).
 
 ``streamrt.cli`` calls ``register(subparsers)``; ``python -m streamrt.bench SUITE ...`` is ``streamrt bench SUITE ...``.
 """
@@ -42,6 +43,7 @@ SUITES: dict[str, str] = {
     "binauralflow": "pipelines.binauralflow.bench",
     "t2v": "pipelines.t2v_bench",
     "animation": "pipelines.animation_bench",
+    "xstreamer": "pipelines.xstreamer.bench",
 }
 
 

@@ -1,0 +1,314 @@
+"""Train X-Streamer's default (assets/xstreamer-tiny): Thinker, audio codec, frame codec and Actor, on data the
+project synthesises offline.
+
+Stages (each timed; the card lists them):
+
+1. dialogue corpus (``streamrt.dialogue``): templated user turns and replies; held-out phrasings for evaluation;
+2. Thinker: a tiny GPT-2 trained on the corpus (or ``--thinker DIR``: any local Hugging Face causal LM);
+3. talking clips (``streamrt.talking_clips``): each reply spoken by espeak-ng (word and phoneme timing from its
+   synthesis events),
+   a procedural face (``streamrt.faces``) whose mouth follows the phonemes and the sound, with blinks and head motion;
+4. audio codec (``streamrt.audio_codec``) on the clips' speech; frame codec on their frames;
+5. Actor: chunk-wise diffusion forcing on windows of consecutive chunks, each chunk at its own noise level;
+6. evaluation on held-out portraits and phrasings through the streaming path (``pipelines.xstreamer.evaluate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from pipelines.xstreamer.actor import Actor, ActorConfig
+from pipelines.xstreamer.data import STEPS_PER_FRAME, Segment, sample_batch, word_chunks
+from pipelines.xstreamer.model import FPS, NAME, PORTRAITS, SIZE, THINKER, XStreamerModel
+from pipelines.xstreamer.thinker import Thinker, train_thinker
+from streamrt.audio_codec import AudioCodecConfig, train_codec
+from streamrt.dialogue import dialogue_pairs
+from streamrt.faces import portrait, sample_identity
+from streamrt.speech_timing import speak_timed
+from streamrt.talking_clips import TRAIN_VOICES, idle_clip, talking_clip
+from streamrt.video.codec import CodecConfig
+from streamrt.video.folder import default_folder
+from streamrt.video.training import command_line, training_device
+from streamrt.video.training import train_codec as train_frame_codec
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=default_folder(NAME), help="model folder to write")
+    parser.add_argument("--thinker", type=Path, help="use this local Hugging Face causal LM as the Thinker")
+    parser.add_argument(
+        "--thinker-only",
+        action="store_true",
+        help="train only the Thinker stage into OUT/thinker and stop (run it beside the other stages, then pass "
+        "--thinker OUT/thinker)",
+    )
+    parser.add_argument("--dialogues", type=int, default=3000, help="training dialogue pairs for the Thinker")
+    parser.add_argument("--thinker-steps", type=int, default=1000)
+    parser.add_argument(
+        "--clips", type=int, default=360, help="talking clips (one reply each) for the codecs/Actor"
+    )
+    parser.add_argument("--codec-steps", type=int, default=1000, help="audio codec training steps")
+    parser.add_argument("--frame-codec-steps", type=int, default=600, help="frame autoencoder training steps")
+    parser.add_argument(
+        "--frame-codec-width",
+        type=int,
+        default=16,
+        help="frame autoencoder channels (16: ~12 ms to decode a 128x128 frame on one thread; 32 costs 4x)",
+    )
+    parser.add_argument("--steps", type=int, default=1800, help="Actor training steps")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=5,
+        help="chunks per Actor training window (the stream's context is levels + cached chunks = 7; 5 keeps a CPU "
+        "step near 1 s)",
+    )
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=6e-4)
+    parser.add_argument("--dim", type=int, default=192, help="Actor width")
+    parser.add_argument("--layers", type=int, default=4, help="Actor blocks")
+    parser.add_argument("--heads", type=int, default=3, help="Actor attention heads")
+    parser.add_argument("--eval-turns", type=int, default=6, help="held-out turns in the evaluation")
+    parser.add_argument(
+        "--portraits", type=int, default=4, help="held-out portraits written for the demo picker"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (data and random draws stay on the CPU)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="speech cache folder (default: the user cache)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="CI smoke run: a few steps on tiny data (never committed)"
+    )
+
+
+def apply_quick(args: argparse.Namespace) -> None:
+    if args.quick:
+        for k, v in {
+            "dialogues": 40, "thinker_steps": 3, "clips": 3, "codec_steps": 2, "frame_codec_steps": 2,
+            "steps": 2, "batch": 2, "window": 2, "dim": 32, "layers": 1, "heads": 2, "eval_turns": 1, "portraits": 1,
+        }.items():  # fmt: skip
+            setattr(args, k, v)
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_quick(args)
+    device = training_device(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out: Path = args.out
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    # 1-2. the corpus and the Thinker
+    t = time.perf_counter()
+    pairs = dialogue_pairs(args.dialogues, seed=args.seed, split="train")
+    held_out = dialogue_pairs(max(args.eval_turns, 20), seed=args.seed + 1, split="held_out")
+    thinker_dir = work / THINKER
+    if args.thinker is not None:
+        shutil.copytree(args.thinker, thinker_dir)
+        given = args.thinker / "recipe_metrics.json"  # written by --thinker-only
+        thinker_metrics: dict = json.loads(given.read_text()) if given.is_file() else {}
+        thinker_metrics["given"] = str(args.thinker)
+    else:
+        thinker_metrics = train_thinker(
+            [(p.user, p.reply) for p in pairs],
+            thinker_dir,
+            steps=args.thinker_steps,
+            seed=args.seed,
+            progress=True,
+            held_out=[(p.user, p.reply) for p in held_out],
+        )
+    timings["thinker_s"] = time.perf_counter() - t
+    if args.thinker_only:
+        (thinker_dir / "recipe_metrics.json").write_text(
+            json.dumps(thinker_metrics, indent=2, default=float) + "\n"
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / THINKER).exists():
+            shutil.rmtree(out / THINKER)
+        thinker_dir.rename(out / THINKER)
+        shutil.rmtree(work)
+        return 0
+    thinker = Thinker.load(thinker_dir)
+
+    # 3. talking clips: replies of training pairs, spoken, on training identities
+    t = time.perf_counter()
+    chosen = rng.sample(pairs, min(args.clips, len(pairs)))
+    clips, idles = [], []
+    for i, pair in enumerate(tqdm(chosen, desc="talking clips", leave=False)):
+        identity = sample_identity(rng, "train")
+        voice = TRAIN_VOICES[i % len(TRAIN_VOICES)]
+        speech = speak_timed(pair.reply, voice=voice, cache_dir=args.cache)
+        clips.append((pair, identity, talking_clip(identity, speech, rng, lead_s=0.12, tail_s=0.48)))
+        idles.append(idle_clip(identity, rng.choice((0.32, 0.64, 0.96)), rng))
+    timings["clips_s"] = time.perf_counter() - t
+
+    # 4. the codecs
+    t = time.perf_counter()
+    audio_codec, codec_stats = train_codec(
+        [c.audio for _, _, c in clips],
+        AudioCodecConfig(),
+        steps=args.codec_steps,
+        seed=args.seed,
+        progress=True,
+    )
+    audio_codec = audio_codec.cpu().eval()
+    timings["audio_codec_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    frames_u8 = torch.cat([c.frames for _, _, c in clips[:200]] + [i.frames for i in idles[:50]])
+    frames_u8 = frames_u8.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
+    frame_codec, frame_mse = train_frame_codec(
+        frames_u8,
+        CodecConfig(width=args.frame_codec_width),
+        args.frame_codec_steps,
+        8,
+        1e-3,
+        args.seed,
+        device,
+    )
+    frame_codec = frame_codec.cpu().eval()
+    timings["frame_codec_s"] = time.perf_counter() - t
+
+    # 5. the Actor's data and training
+    t = time.perf_counter()
+    cfg = ActorConfig(
+        dim=args.dim,
+        layers=args.layers,
+        heads=args.heads,
+        text_vocab=len(thinker.tokenizer),
+        thinker_dim=thinker.hidden_size,
+    )
+    segments = build_segments(clips, idles, thinker, frame_codec, audio_codec, cfg, rng)
+    actor = Actor(cfg)
+    silence = audio_codec.silence_codes()
+    actor.silence.copy_(silence)  # the portrait chunk's audio: the codec's codes of digital silence
+    actor = actor.to(device)
+    actor_stats = train_actor(actor, segments, silence, args, device)
+    actor = actor.cpu().eval()
+    timings["actor_s"] = time.perf_counter() - t
+
+    # save, then evaluate through the generator's own path
+    model = XStreamerModel(actor, frame_codec, audio_codec, work, {})
+    (work / PORTRAITS).mkdir()
+    for k in range(args.portraits):
+        from streamrt.animation.folder import write_image
+
+        image = portrait(sample_identity(random.Random(10_000 + k), "held_out"), SIZE)
+        write_image(
+            work / PORTRAITS / f"{k:02d}.png", image.mul(255).round().permute(1, 2, 0).to(torch.uint8)
+        )
+    model.save(work)
+    timings["train_s"] = time.perf_counter() - started
+    from pipelines.xstreamer.evaluate import evaluate_model
+
+    t = time.perf_counter()
+    metrics = evaluate_model(work, [p.user for p in held_out[: args.eval_turns]], seed=args.seed)
+    timings["eval_s"] = time.perf_counter() - t
+    metrics.update(
+        thinker=thinker_metrics,
+        audio_codec=codec_stats,
+        frame_codec_mse=frame_mse,
+        actor=actor_stats,
+        timings=timings,
+        threads=args.threads,
+        device=str(device),
+        command=command_line(NAME, args, add_arguments),
+        clips=len(clips),
+    )
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    from pipelines.xstreamer.card import write_card
+
+    write_card(work, metrics)
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
+    log.info("wrote %s", out)
+    return 0
+
+
+def build_segments(
+    clips, idles, thinker: Thinker, frame_codec, audio_codec, cfg: ActorConfig, rng
+) -> list[Segment]:
+    """Encode every clip into a ``Segment`` (see ``data``)."""
+    f = cfg.chunk_frames
+    chunk_s = f / FPS
+    pad = cfg.text_pad_id  # the Actor's own PAD (a generic LM's tokenizer may have none)
+    segments = []
+    with torch.no_grad():
+        for (pair, identity, clip), idle in zip(tqdm(clips, desc="encode", leave=False), idles, strict=True):
+            frames = torch.cat([idle.frames, clip.frames])
+            audio = torch.cat([idle.audio, clip.audio])
+            n = frames.shape[0]
+            whole = -(-n // f) * f
+            if whole > n:  # pad to whole chunks with the last frame and silence
+                frames = torch.cat([frames, frames[-1:].expand(whole - n, -1, -1, -1)])
+                audio = torch.cat([audio, audio.new_zeros((whole - n) * 640)])
+            latents = torch.cat([frame_codec.encode(x) for x in frames.split(64)]).half()
+            codes = audio_codec.encode(audio[None])[0]
+            assert codes.shape[0] == whole * STEPS_PER_FRAME, (codes.shape, whole)
+            offset = idle.frames.shape[0] / FPS
+            hidden, tokens = thinker.reply_states(pair.user, pair.reply)
+            ids = thinker.tokenizer.convert_tokens_to_ids([w.word for w in clip.words])
+            onsets = [(offset + w.start, int(i)) for w, i in zip(clip.words, ids, strict=True)]
+            text = word_chunks(onsets, whole // f, chunk_s, cfg.text_slots, pad)
+            visible = idle.frames.shape[0] // f  # the turn ended where the clip starts
+            segments.append(
+                Segment(
+                    portrait=frame_codec.encode(portrait(identity, SIZE)[None])[0].half(),
+                    latents=latents,
+                    codes=codes,
+                    text=text,
+                    thinker=hidden.float(),
+                    visible_chunk=visible,
+                )
+            )
+    return segments
+
+
+def train_actor(actor: Actor, segments: list[Segment], silence: torch.Tensor, args, device) -> dict:
+    usable = [s for s in segments if s.chunks >= args.window]
+    if not usable:
+        raise ValueError(f"no segment has {args.window} chunks; lower --window")
+    opt = torch.optim.AdamW(actor.parameters(), lr=args.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=max(1, args.steps), pct_start=0.05
+    )
+    rng = random.Random(args.seed + 7)
+    gen = torch.Generator().manual_seed(args.seed + 7)
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(args.steps), desc="actor", leave=False)
+    t0 = time.perf_counter()
+    for _ in bar:
+        batch = sample_batch(usable, args.batch, args.window, actor.cfg.chunk_frames, silence, rng)
+        batch = batch.to(device) if hasattr(batch, "to") else batch
+        losses = actor.diffusion_forcing_loss(batch, gen)
+        opt.zero_grad()
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.append({k: float(v.detach()) for k, v in losses.items() if v.numel() == 1})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    tail = history[-100:]
+    return {
+        "steps": args.steps,
+        "seconds_per_step": (time.perf_counter() - t0) / max(1, args.steps),
+        **{f"final_{k}": sum(h[k] for h in tail) / len(tail) for k in (tail[0] if tail else {})},
+    }
