@@ -180,6 +180,13 @@ def _run_engine(engine: Engine, voice: str, speed: int, pitch: int, text: str, p
             subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         finally:
             text_file.unlink(missing_ok=True)
+    if not tmp.is_file():
+        # text2wave exits 0 and writes nothing when the voice is not installed
+        from streamrt.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{engine} wrote no audio for voice {voice!r}; install the voice ({_INSTALL[engine]}) or pick another"
+        )
     tmp.replace(path)  # atomic: an interrupted run leaves no half-written file in the cache
 
 

@@ -116,37 +116,13 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
 
-    # 1-2. the corpus and the Thinker
-    t = time.perf_counter()
+    # 1. the corpus (the Thinker trains after the codecs: with --thinker DIR it may still be training elsewhere)
     pairs = dialogue_pairs(args.dialogues, seed=args.seed, split="train")
     held_out = dialogue_pairs(max(args.eval_turns, 20), seed=args.seed + 1, split="held_out")
-    thinker_dir = work / THINKER
-    if args.thinker is not None:
-        shutil.copytree(args.thinker, thinker_dir)
-        given = args.thinker / "recipe_metrics.json"  # written by --thinker-only
-        thinker_metrics: dict = json.loads(given.read_text()) if given.is_file() else {}
-        thinker_metrics["given"] = str(args.thinker)
-    else:
-        thinker_metrics = train_thinker(
-            [(p.user, p.reply) for p in pairs],
-            thinker_dir,
-            steps=args.thinker_steps,
-            seed=args.seed,
-            progress=True,
-            held_out=[(p.user, p.reply) for p in held_out],
-        )
-    timings["thinker_s"] = time.perf_counter() - t
+
     if args.thinker_only:
-        (thinker_dir / "recipe_metrics.json").write_text(
-            json.dumps(thinker_metrics, indent=2, default=float) + "\n"
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / THINKER).exists():
-            shutil.rmtree(out / THINKER)
-        thinker_dir.rename(out / THINKER)
-        shutil.rmtree(work)
+        thinker_stage(args, pairs, held_out, work)
         return 0
-    thinker = Thinker.load(thinker_dir)
 
     # 3. talking clips: replies of training pairs, spoken, on training identities
     t = time.perf_counter()
@@ -170,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     audio_codec = audio_codec.cpu().eval()
+    codec_stats = {k: v for k, v in codec_stats.items() if isinstance(v, int | float)}
     timings["audio_codec_s"] = time.perf_counter() - t
     t = time.perf_counter()
     frames_u8 = torch.cat([c.frames for _, _, c in clips[:200]] + [i.frames for i in idles[:50]])
@@ -185,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
     )
     frame_codec = frame_codec.cpu().eval()
     timings["frame_codec_s"] = time.perf_counter() - t
+
+    # 2. the Thinker
+    t = time.perf_counter()
+    thinker_dir, thinker_metrics = thinker_stage(args, pairs, held_out, work)
+    timings["thinker_s"] = time.perf_counter() - t
+    thinker = Thinker.load(thinker_dir)
 
     # 5. the Actor's data and training
     t = time.perf_counter()
@@ -241,6 +224,36 @@ def run(args: argparse.Namespace) -> int:
     work.rename(out)
     log.info("wrote %s", out)
     return 0
+
+
+def thinker_stage(args: argparse.Namespace, pairs, held_out, work: Path) -> tuple[Path, dict]:
+    """Train the Thinker into ``work/thinker`` (or copy ``--thinker``); with ``--thinker-only`` move it to
+    ``--out/thinker`` and clean up."""
+    thinker_dir = work / THINKER
+    if args.thinker is not None:
+        shutil.copytree(args.thinker, thinker_dir)
+        given = args.thinker / "recipe_metrics.json"  # written by --thinker-only
+        thinker_metrics: dict = json.loads(given.read_text()) if given.is_file() else {}
+        thinker_metrics["given"] = str(args.thinker)
+    else:
+        thinker_metrics = train_thinker(
+            [(p.user, p.reply) for p in pairs],
+            thinker_dir,
+            steps=args.thinker_steps,
+            seed=args.seed,
+            progress=True,
+            held_out=[(p.user, p.reply) for p in held_out],
+        )
+    if args.thinker_only:
+        (thinker_dir / "recipe_metrics.json").write_text(
+            json.dumps(thinker_metrics, indent=2, default=float) + "\n"
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        if (args.out / THINKER).exists():
+            shutil.rmtree(args.out / THINKER)
+        thinker_dir.rename(args.out / THINKER)
+        shutil.rmtree(work)
+    return thinker_dir, thinker_metrics
 
 
 def build_segments(
