@@ -108,6 +108,11 @@ class Param:
                 raise ParamError(f"parameter {self.name!r} must be >= {self.minimum}; got {v!r}")
             if self.maximum is not None and isinstance(v, int | float) and v > self.maximum:
                 raise ParamError(f"parameter {self.name!r} must be <= {self.maximum}; got {v!r}")
+            if self.maximum is not None and isinstance(v, str) and len(v) > self.maximum:
+                # for text, ``maximum`` bounds the length (a live text box must not take unbounded input)
+                raise ParamError(
+                    f"parameter {self.name!r} takes at most {int(self.maximum)} characters; got {len(v)}"
+                )
 
     def describe_type(self) -> str:
         if self.type is list:
@@ -127,7 +132,9 @@ class Param:
         if self.minimum is not None:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
-            schema["maximum"] = self.maximum
+            schema["maxLength" if self.type is str else "maximum"] = (
+                int(self.maximum) if self.type is str else self.maximum
+            )
         if self.choices is not None:
             schema["enum"] = list(self.choices)
         return schema

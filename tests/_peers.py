@@ -82,6 +82,7 @@ class Client:
         fps: float = 30.0,
         video_codecs: tuple[str, ...] = (),
         send_audio: bool = False,
+        recv_audio: bool = False,
     ) -> None:
         allow_loopback_candidates()  # this process may have no interface but lo (see transport.ice)
         self.base = base
@@ -91,6 +92,7 @@ class Client:
         self.source = BarcodeTrack(fps=fps) if send_video else None
         self.received = Received()
         self.tone = ToneTrack() if send_audio else None
+        self.recv_audio = recv_audio  # no microphone, but take the generator's audio track
         self.audio_frames = 0
         self.audio_peak = 0.0
         self.session_id: str | None = None
@@ -124,6 +126,8 @@ class Client:
             transceiver = self.pc.addTransceiver("video", direction="recvonly")
         if self.tone is not None:
             self.pc.addTransceiver(self.tone, direction="sendrecv")
+        elif self.recv_audio:
+            self.pc.addTransceiver("audio", direction="recvonly")
         if self.video_codecs:
             caps = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences([c for c in caps if c.mimeType in self.video_codecs])

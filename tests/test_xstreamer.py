@@ -120,8 +120,16 @@ def test_live_turns_through_the_say_parameter(folder) -> None:
 def test_turn_limits(folder) -> None:
     gen = XStreamerGenerator.load(model=str(folder))
     gen.prepare({})
-    with pytest.raises(InputError, match="300"):
+    with pytest.raises(ParamError, match="300"):
         gen.update({"say": "word " * 100})
+    with pytest.raises(InputError, match="300"):
+        gen.call.say("word " * 100)
+    with pytest.raises(ParamError, match="has 2"):
+        gen.prepare({"portrait": 5})
+    gen.prepare({"portrait": 1})
+    second = gen.portrait()
+    gen.prepare({"portrait": 0})
+    assert not torch.equal(second, gen.portrait()), "the picker chose the same portrait"
     for _ in range(MAX_PENDING_TURNS + 1):
         gen.call.say("hello")
         if len(gen.call.pending) >= MAX_PENDING_TURNS:
@@ -149,3 +157,17 @@ def test_unknown_portrait_file_names_the_flag(folder, tmp_path) -> None:
     gen = XStreamerGenerator.load(model=str(folder))
     with pytest.raises(InputError, match="--reference"):
         gen.prepare({"reference": str(tmp_path / "nobody.png")})
+
+
+def test_bench_reports_the_issue_fields(folder, capsys) -> None:
+    import json
+
+    code = main(["bench", "xstreamer", "--json", "--model", str(folder), "--turns", "1", "--threads", "1"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    row = rows[0]
+    for key in ("suite", "width", "height", "av_speed", "first_audio_ms", "lip_sync_corr", "av_offset_ms"):
+        assert key in row, key
+    assert row["suite"] == "xstreamer" and (row["width"], row["height"]) == (128, 128)
+    assert row["av_speed"] > 0

@@ -47,10 +47,20 @@ class XStreamerGenerator(Generator):
                     optional=True,
                 ),
                 Param(
+                    "portrait",
+                    int,
+                    0,
+                    "Which of the model's portraits to use when no reference is given (the demo's picker).",
+                    minimum=0,
+                    maximum=15,
+                    live=False,
+                ),
+                Param(
                     "say",
                     str,
                     "",
                     f"A user turn (live: the character answers it; at most {MAX_TURN_CHARS} characters).",
+                    maximum=MAX_TURN_CHARS,
                 ),
                 Param(
                     "thinker",
@@ -145,7 +155,12 @@ class XStreamerGenerator(Generator):
                 raise InputError(
                     f"{self.model.folder} has no portraits/; pass one with --reference PORTRAIT.png"
                 )
-            ref = portraits[0]
+            k = self.params["portrait"]
+            if k >= len(portraits):
+                raise ParamError(
+                    f"portrait {k} does not exist: this model has {len(portraits)} (0-{len(portraits) - 1})"
+                )
+            ref = portraits[k]
         return read_image(Path(ref), SIZE)
 
     def on_update(self, changed: dict[str, Any]) -> None:

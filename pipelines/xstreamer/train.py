@@ -57,15 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clips", type=int, default=360, help="talking clips (one reply each) for the codecs/Actor"
     )
-    parser.add_argument("--codec-steps", type=int, default=1000, help="audio codec training steps")
-    parser.add_argument("--frame-codec-steps", type=int, default=600, help="frame autoencoder training steps")
+    parser.add_argument("--codec-steps", type=int, default=600, help="audio codec training steps")
+    parser.add_argument("--codec-segment", type=float, default=0.5, help="seconds of speech per codec sample")
+    parser.add_argument("--frame-codec-steps", type=int, default=400, help="frame autoencoder training steps")
     parser.add_argument(
         "--frame-codec-width",
         type=int,
         default=16,
         help="frame autoencoder channels (16: ~12 ms to decode a 128x128 frame on one thread; 32 costs 4x)",
     )
-    parser.add_argument("--steps", type=int, default=1800, help="Actor training steps")
+    parser.add_argument("--steps", type=int, default=1200, help="Actor training steps")
     parser.add_argument(
         "--window",
         type=int,
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         [c.audio for _, _, c in clips],
         AudioCodecConfig(),
         steps=args.codec_steps,
+        segment_s=args.codec_segment,
         seed=args.seed,
         progress=True,
     )
