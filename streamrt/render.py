@@ -272,7 +272,7 @@ def _run(
     if feed_audio and MediaKind.AUDIO in spec.outputs:
         assert info is not None and info.audio is not None
         audio = AudioSpec(info.audio.sample_rate, info.audio.channels)
-    elif MediaKind.AUDIO in spec.outputs and not has_audio:
+    elif MediaKind.AUDIO in spec.outputs and MediaKind.AUDIO not in spec.inputs:
         # a generator that makes its own sound (xstreamer): its audio is encoded next to its video
         audio = AudioSpec(int(getattr(gen, "sample_rate", None) or spec.sample_rate or 48_000), 1)
     elif has_audio and not feed_audio:
