@@ -187,15 +187,6 @@ class ActorBlock(nn.Module):
         )
         self.modulation = nn.Parameter(torch.randn(1, 1, 6, dim) / dim**0.5)
 
-    def cross(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """x (B, L, D) attends to context (B, M, D) under an additive mask (B, 1, L, M) (0 visible, -inf not)."""
-        ca = self.cross_attn
-        b, n, _ = x.shape
-        q = ca.norm_q(ca.q(x)).view(b, n, ca.num_heads, -1)
-        k = ca.norm_k(ca.k(context)).view(b, context.shape[1], ca.num_heads, -1)
-        v = ca.v(context).view(b, context.shape[1], ca.num_heads, -1)
-        return ca.o(sdpa(q, k, v, mask).flatten(2))
-
     def forward(
         self,
         x: torch.Tensor,  # (B, C*N, D)
@@ -208,7 +199,7 @@ class ActorBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + e).unbind(2)  # each (B, C, D)
         q, k, v = self.self_attn.qkv(modulate(self.norm1(x), shift1, scale1))
         x = x + gated(self.self_attn.o(plan.attend(layer, q, k, v).flatten(2)), gate1)
-        x = x + self.cross(self.norm3(x), context, context_mask)
+        x = x + self.cross_attn(self.norm3(x), context, context_mask)
         return x + gated(self.ffn(modulate(self.norm2(x), shift2, scale2)), gate2)
 
 

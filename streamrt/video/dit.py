@@ -145,12 +145,15 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(SelfAttention):
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, L, D) attends to context (B, M, D); ``mask``: additive (B, 1, L, M) or bool, None = all visible."""
         b, n, _ = x.shape
         q = self.norm_q(self.q(x)).view(b, n, self.num_heads, -1)
         k = self.norm_k(self.k(context)).view(b, context.shape[1], self.num_heads, -1)
         v = self.v(context).view(b, context.shape[1], self.num_heads, -1)
-        return self.o(sdpa(q, k, v).flatten(2))
+        return self.o(sdpa(q, k, v, mask).flatten(2))
 
 
 class DiTBlock(nn.Module):
