@@ -171,3 +171,16 @@ def test_bench_reports_the_issue_fields(folder, capsys) -> None:
         assert key in row, key
     assert row["suite"] == "xstreamer" and (row["width"], row["height"]) == (128, 128)
     assert row["av_speed"] > 0
+
+
+def test_long_call_measurement_runs_in_bounded_memory(folder) -> None:
+    from pipelines.xstreamer.evaluate import long_call
+    from streamrt.face_probe import FaceProbe
+
+    gen = XStreamerGenerator.load(model=str(folder))
+    gen.prepare({})
+    out = long_call(gen, ["hello there", "how are you?"], 0.1, FaceProbe.load(), gap_chunks=1)
+    assert out["turns"] >= 1 and out["av_speed"] > 0
+    first_cache = out["cache_bytes"]
+    out2 = long_call(gen, ["hello there"], 0.1, FaceProbe.load(), gap_chunks=1)
+    assert out2["cache_bytes"] == first_cache  # the KV cache stays bounded as the call goes on
