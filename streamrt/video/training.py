@@ -46,6 +46,13 @@ def add_common_arguments(
     parser.add_argument("--clips", type=int, default=clips, help="synthetic training clips")
     parser.add_argument("--frames", type=int, default=frames, help="frames per training clip")
     parser.add_argument("--codec-steps", type=int, default=1500, help="frame autoencoder training steps")
+    parser.add_argument(
+        "--codec-from",
+        type=Path,
+        default=None,
+        help="reuse the frame codec of another text-to-video model folder trained on the same synthetic data "
+        "(e.g. assets/streamingt2v-tiny) instead of training one",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -132,6 +139,27 @@ def encode_clips(codec: FrameCodec, clips: torch.Tensor) -> torch.Tensor:
     return z.view(n, t, *z.shape[1:])
 
 
+def load_codec_from(folder: Path) -> FrameCodec:
+    """The frame codec of a model folder written by any text-to-video recipe (its ``codec`` section and weights)."""
+    import json
+
+    from streamrt.errors import ModelLoadError
+    from streamrt.video.folder import CONFIG, load_into, read_folder
+
+    try:
+        pipeline = json.loads((Path(folder) / CONFIG).read_text())["pipeline"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"--codec-from {folder}: not a model folder ({exc})") from exc
+    config, parts = read_folder(Path(folder), pipeline)
+    if "codec" not in config:
+        raise ModelLoadError(f"--codec-from {folder}: its config has no frame codec")
+    cfg = CodecConfig.from_dict(config["codec"])
+    cfg.latent_scale = 1.0  # rescaled to this dataset below
+    codec = FrameCodec(cfg)
+    load_into(codec, parts.get("codec"), "codec", Path(folder))
+    return codec.eval()
+
+
 def prepare_data(
     args: argparse.Namespace, text_dim: int, codec_cfg: CodecConfig, max_words: int = 16
 ) -> tuple[Data, dict]:
@@ -149,9 +177,13 @@ def prepare_data(
     )
     device = training_device(args)
     text.to(device)
-    codec, codec_mse = train_codec(
-        train.clips, codec_cfg, args.codec_steps, args.batch, args.lr, args.seed, device
-    )
+    if getattr(args, "codec_from", None) is not None:
+        codec, codec_mse = load_codec_from(args.codec_from), float("nan")
+        codec.to(device)
+    else:
+        codec, codec_mse = train_codec(
+            train.clips, codec_cfg, args.codec_steps, args.batch, args.lr, args.seed, device
+        )
     latents = encode_clips(codec, train.clips)
     codec.cpu()
     # unit-scale latents: the flow/diffusion noise is N(0, 1), so the data should be on the same scale
