@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -50,6 +50,7 @@ class _Reply:
     first_chunk: int  # first chunk that may see the Thinker's states
     deadline: int  # last chunk of the reply, at the latest
     spoken: int = 0
+    emitted: list[str] = field(default_factory=list)  # the words the Actor said it started (bounded below)
     said_at: float = 0.0  # perf_counter when the user's turn ended
     first_audio_s: float | None = None  # wall seconds from the turn to the reply's first voiced chunk
     first_audio_chunk: int | None = None
@@ -154,6 +155,7 @@ class Call:
         r = self.reply
         assert r is not None
         r.spoken += len(words)
+        r.emitted = (r.emitted + words)[: 2 * len(r.words) + 8]
         voiced = float(audio.pow(2).mean().sqrt()) > self.voiced_rms
         if voiced and r.first_audio_s is None:
             r.first_audio_s = time.perf_counter() - r.said_at

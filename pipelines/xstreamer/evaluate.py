@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def run_call(gen, turns: list[str], *, pause_chunks: int = 2, max_chunks_per_tur
             frames.append(c.frames)
             audio.append(c.audio)
     wall = time.perf_counter() - started
-    for r in call.finished:
-        said += min(r.spoken, len(r.words))
+    for r in call.finished:  # words of the reply the Actor said it spoke (as a multiset: order not checked)
+        said += sum((Counter(r.emitted) & Counter(r.words)).values())
         replied += len(r.words)
     first_s = [r.first_audio_s for r in call.finished if r.first_audio_s is not None]
     first_c = [r.first_audio_chunk - r.first_chunk for r in call.finished if r.first_audio_chunk is not None]
@@ -69,6 +70,8 @@ def run_call(gen, turns: list[str], *, pause_chunks: int = 2, max_chunks_per_tur
 def call_metrics(rec: CallRecord, probe: FaceProbe) -> dict[str, float]:
     m = probe.measure(rec.frames)
     sync = lip_sync(m["mouth_open"], rec.audio, SAMPLE_RATE, FPS)
+    # chance level of the best-lag correlation: the same mouth against the call's audio rolled by half its length
+    rolled = lip_sync(m["mouth_open"], rec.audio.roll(rec.audio.shape[0] // 2), SAMPLE_RATE, FPS)
     ident = identity_distance(rec.frames, rec.portrait)
     n = ident.shape[0]
     part = max(1, n // 5)
@@ -77,6 +80,7 @@ def call_metrics(rec: CallRecord, probe: FaceProbe) -> dict[str, float]:
     return {
         "lip_sync_corr": sync.corr,
         "av_offset_ms": sync.offset_ms,
+        "lip_sync_corr_unrelated_audio": rolled.corr,
         "identity_distance": float(ident.mean()),
         "identity_drift": float(ident[-part:].mean() - ident[:part].mean()),
         "av_speed": media_s / rec.wall_s,
@@ -98,9 +102,20 @@ def evaluate_model(folder: Path | str, turns: list[str], *, seed: int = 0, portr
     probe = FaceProbe.load()
     gen = XStreamerGenerator.load(model=str(folder))
     rows = []
-    for path in gen.model.portraits()[:portraits]:
+    paths = gen.model.portraits()[:portraits]
+    for i, path in enumerate(paths):
         gen.prepare({"reference": str(path), "seed": seed})
-        rows.append(call_metrics(run_call(gen, turns), probe))
+        rec = run_call(gen, turns)
+        row = call_metrics(rec, probe)
+        if (
+            len(paths) > 1
+        ):  # scale of the identity distance: the same frames against another character's portrait
+            other = gen.model.portraits()[(i + 1) % len(paths)]
+            gen.prepare({"reference": str(other), "seed": seed})
+            row["identity_distance_other_character"] = float(
+                identity_distance(rec.frames, gen.portrait()).mean()
+            )
+        rows.append(row)
     keys = rows[0].keys()
     out = {k: sum(r[k] for r in rows) / len(rows) for k in keys}
     out["portraits_evaluated"] = len(rows)
