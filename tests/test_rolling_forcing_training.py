@@ -115,3 +115,21 @@ def test_training_attention_equals_inference_attention(tmp_path):
         x0 = FlowLevels.x0_from_velocity(x[2 * fpb :], v[2 * fpb :], sig)
     expected = time_order(seen["x0"])
     assert torch.allclose(x0, expected, atol=1e-4), (x0 - expected).abs().max()
+
+
+def test_codec_from_reuses_another_models_frame_codec(tmp_path):
+    """``--codec-from``: the frame codec's weights come from the given folder (not trained), rescaled to this data."""
+    from streamrt.video.folder import read_folder
+
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    source = default_folder("streamingt2v")
+    args = parser.parse_args(["--quick", "--out", str(tmp_path / "model"), "--codec-from", str(source)])
+    assert train.run(args) == 0
+    _, mine = read_folder(tmp_path / "model", "rolling-forcing")
+    _, theirs = read_folder(source, "streamingt2v")
+    assert mine["codec"].keys() == theirs["codec"].keys()
+    assert all(torch.equal(mine["codec"][k], theirs["codec"][k]) for k in theirs["codec"])
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["codec_mse"] != metrics["codec_mse"]  # NaN: no codec training happened
