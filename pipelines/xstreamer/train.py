@@ -92,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="CI smoke run: a few steps on tiny data (never committed)"
     )
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="re-evaluate the model folder --out (metrics.json merged, card rewritten); no training",
+    )
 
 
 def apply_quick(args: argparse.Namespace) -> None:
@@ -105,6 +110,8 @@ def apply_quick(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_quick(args)
+    if args.evaluate_only:
+        return evaluate_folder(args)
     device = training_device(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -201,30 +208,58 @@ def run(args: argparse.Namespace) -> int:
         )
     model.save(work)
     timings["train_s"] = time.perf_counter() - started
-    from pipelines.xstreamer.evaluate import evaluate_model
-
-    t = time.perf_counter()
-    metrics = evaluate_model(work, [p.user for p in held_out[: args.eval_turns]], seed=args.seed)
-    timings["eval_s"] = time.perf_counter() - t
-    metrics.update(
-        thinker=thinker_metrics,
-        audio_codec=codec_stats,
-        frame_codec_mse=frame_mse,
-        actor=actor_stats,
-        timings=timings,
-        threads=args.threads,
-        device=str(device),
-        command=command_line(NAME, args, add_arguments),
-        clips=len(clips),
-    )
+    metrics = {
+        "thinker": thinker_metrics,
+        "audio_codec": codec_stats,
+        "frame_codec_mse": frame_mse,
+        "actor": actor_stats,
+        "timings": timings,
+        "threads": args.threads,
+        "device": str(device),
+        "command": command_line(NAME, args, add_arguments),
+        "clips": len(clips),
+    }
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    from pipelines.xstreamer.card import write_card
-
-    write_card(work, metrics)
+    evaluate_folder(argparse.Namespace(**{**vars(args), "out": work}))  # merges metrics.json, writes the card
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)
     log.info("wrote %s", out)
+    return 0
+
+
+def evaluate_folder(args: argparse.Namespace) -> int:
+    """Held-out evaluation of a written folder: the call metrics, plus the codecs on held-out data."""
+    from pipelines.xstreamer.card import write_card
+    from pipelines.xstreamer.evaluate import evaluate_model
+    from pipelines.xstreamer.model import load_model
+    from streamrt.audio_codec import evaluate_codec
+
+    torch.set_num_threads(args.threads)
+    out: Path = args.out
+    path = out / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    held_out = dialogue_pairs(max(args.eval_turns, 20), seed=args.seed + 1, split="held_out")
+    t = time.perf_counter()
+    metrics.update(evaluate_model(out, [p.user for p in held_out[: args.eval_turns]], seed=args.seed))
+    model = load_model(str(out))
+    rng = random.Random(args.seed + 99)
+    from streamrt.talking_clips import HELD_OUT_VOICES
+
+    speech = [
+        speak_timed(p.reply, voice=HELD_OUT_VOICES[i % len(HELD_OUT_VOICES)], cache_dir=args.cache)
+        for i, p in enumerate(held_out[:12])
+    ]
+    metrics["audio_codec_held_out"] = evaluate_codec(model.audio_codec, [s.audio for s in speech])
+    frames = torch.cat(
+        [talking_clip(sample_identity(rng, "held_out"), s, rng).frames[::4] for s in speech[:6]]
+    )
+    with torch.no_grad():
+        recon = model.frames.decode(model.frames.encode(frames))
+    metrics["frame_codec_held_out_mse"] = float((recon - frames).pow(2).mean())
+    metrics.setdefault("timings", {})["eval_s"] = time.perf_counter() - t
+    path.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    write_card(out, metrics)
     return 0
 
 
