@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
         metrics = call_metrics(run_call(gen, turns), FaceProbe.load())
     finally:
         gen.close()
-    yield {**row, **metrics, "turns": len(turns), "threads": torch.get_num_threads()}
+    ordered = {k: metrics[k] for k in FIELDS if k in metrics}  # the fields first, then the rest
+    yield {**row, **ordered, **metrics, "turns": len(turns), "threads": torch.get_num_threads()}
 
 
 SUITE = Suite(
