@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from streamrt.dialogue import dialogue_pairs
 from streamrt.errors import ParamError
-from streamrt.faces import FaceIdentity, FaceState, render_faces, sample_identity
+from streamrt.faces import FaceIdentity, FaceState, mouth_centre, render_faces, sample_identity
 from streamrt.speech_timing import (
     SAMPLE_RATE,
     MouthTrack,
@@ -62,6 +62,7 @@ class TalkingClip:
     words: list[WordSpan]
     text: str
     fps: float = 25.0
+    mouth_xy: torch.Tensor | None = None  # (F, 2) pixel (x, y) of the mouth's middle in each frame, as drawn
 
     @property
     def num_frames(self) -> int:
@@ -198,7 +199,12 @@ def talking_clip(
         words=words,
         text=text if text is not None else " ".join(w.word for w in speech.words),
         fps=fps,
+        mouth_xy=_mouth_positions(identity, states, size),
     )
+
+
+def _mouth_positions(identity: FaceIdentity, states: list[FaceState], size: int) -> torch.Tensor:
+    return torch.tensor([mouth_centre(identity, s, size) for s in states], dtype=torch.float32)
 
 
 def idle_clip(
@@ -219,6 +225,7 @@ def idle_clip(
         words=[],
         text="",
         fps=fps,
+        mouth_xy=_mouth_positions(identity, states, size),
     )
 
 

@@ -41,6 +41,24 @@ def test_clip_audio_video_and_words_share_one_clock():
     assert (clip.frames[int(clip.mouth.argmax())] - clip.frames[0]).abs().max() > 0.2
 
 
+def test_mouth_positions_are_where_the_mouth_is_drawn():
+    speech = speak_timed("hello, my name is nova.")
+    rng = random.Random(3)
+    clip = talking_clip(sample_identity(rng, "train"), speech, rng, lead_s=0.4, tail_s=0.6)
+    assert clip.mouth_xy is not None and clip.mouth_xy.shape == (clip.num_frames, 2)
+    idle = idle_clip(clip.identity, 0.4, rng)
+    assert idle.mouth_xy is not None and idle.mouth_xy.shape == (10, 2)
+    # Opening the mouth changes the picture around the recorded position: the centroid of the change between the
+    # widest-open frame and its shut neighbour in time lies within a few pixels of it.
+    k = int(clip.mouth.argmax())
+    shut = int((clip.mouth[:k] < 0.05).nonzero().max())
+    change = (clip.frames[k] - clip.frames[shut]).abs().sum(0)
+    change = change * (change > 0.3 * change.max())
+    ys, xs = torch.meshgrid(torch.arange(128.0) + 0.5, torch.arange(128.0) + 0.5, indexing="ij")
+    centroid = torch.stack([(change * xs).sum(), (change * ys).sum()]) / change.sum()
+    assert (centroid - clip.mouth_xy[k]).norm() < 6.0, (centroid, clip.mouth_xy[k])
+
+
 def test_motion_blinks_and_drifts_within_bounds():
     frames = 25 * 30  # 30 s
     zeros = torch.zeros(frames)

@@ -326,3 +326,41 @@ def test_reset_checks_the_portrait() -> None:
     stream = ActorStream(tiny_actor())
     with pytest.raises(InputError):
         stream.reset(torch.zeros(3, 8, 8))
+
+
+def test_mouth_weight_emphasises_the_mouth_cells_only_when_asked() -> None:
+    from pipelines.xstreamer.actor import mouth_weight_map
+
+    w = mouth_weight_map(torch.tensor([[2.5, 5.5]]), 8, 20.0, 1.0)[0]  # mouth in the middle of cell (2, 5)
+    assert (
+        w.shape == (8, 8) and float(w[5, 2]) == pytest.approx(21.0) and float(w[0, 7]) == pytest.approx(1.0)
+    )
+    assert int(w.argmax()) == 5 * 8 + 2  # row y, column x
+
+    actor = tiny_actor()
+    cfg = actor.cfg
+    batch = make_batch(cfg, 2, 3)
+    batch.mouth = torch.tensor([2.5, 5.5]).expand(2, 3, cfg.chunk_frames, 2).clone()
+
+    def video_loss(b: ActorBatch, weight: float) -> float:
+        with torch.no_grad():
+            return float(
+                actor.diffusion_forcing_loss(b, torch.Generator().manual_seed(0), mouth_weight=weight)[
+                    "video"
+                ]
+            )
+
+    plain = video_loss(batch, 0.0)
+    assert plain == pytest.approx(video_loss(ActorBatch(**{**vars(batch), "mouth": None}), 20.0))
+
+    def bumped(y: int, x: int) -> ActorBatch:  # the same target with one latent cell changed in every frame
+        video = batch.video.clone()
+        video[..., y, x] += 3.0
+        return ActorBatch(**{**vars(batch), "video": video})
+
+    at_mouth = video_loss(bumped(5, 2), 20.0) - video_loss(batch, 20.0)
+    far = video_loss(bumped(0, 7), 20.0) - video_loss(batch, 20.0)
+    assert at_mouth > 10 * far > 0  # the mouth cell's error counts ~21x a far cell's
+    plain_mouth = video_loss(bumped(5, 2), 0.0) - plain
+    plain_far = video_loss(bumped(0, 7), 0.0) - plain
+    assert plain_mouth == pytest.approx(plain_far, rel=0.5)  # unweighted: cells count alike

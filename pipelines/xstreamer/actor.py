@@ -131,6 +131,15 @@ class ActorBatch:
     thinker: torch.Tensor  # (B, L, thinker_dim), zero-padded
     thinker_chunk: torch.Tensor  # (B, L) long: first chunk that may see state j (large value for padding)
     first_chunk: torch.Tensor  # (B,) absolute index of chunk 0
+    mouth: torch.Tensor | None = None  # (B, C, F, 2) the mouth's (x, y) per frame in latent cells, if known
+
+
+def mouth_weight_map(mouth: torch.Tensor, size: int, weight: float, radius: float) -> torch.Tensor:
+    """(..., 2) mouth (x, y) in latent cells -> (..., size, size) loss weights 1 + weight * gaussian(d / radius)."""
+    centres = torch.arange(size, dtype=torch.float32, device=mouth.device) + 0.5
+    dx = centres.view(1, size) - mouth[..., 0, None, None].float()
+    dy = centres.view(size, 1) - mouth[..., 1, None, None].float()
+    return 1 + weight * torch.exp(-(dx * dx + dy * dy) / (2 * radius * radius))
 
 
 @dataclass
@@ -358,11 +367,19 @@ class Actor(nn.Module):
         *,
         audio_weight: float = 1.0,
         text_weight: float = 1.0,
+        mouth_weight: float = 0.0,
+        mouth_radius: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """Chunk-wise diffusion forcing: every chunk of every sample draws its own level t ~ U(0, 1) (shifted by
         ``cfg.shift``). Video: flow matching on x_t = (1 - t) x0 + t eps, MSE to v = eps - x0. Audio steps and text
         slots: absorbing-state diffusion, each token masked with probability t, cross-entropy on masked tokens
-        (mean over masked tokens). Returns loss (weighted sum), video, audio, text and the drawn ``levels`` (B, C)."""
+        (mean over masked tokens). Returns loss (weighted sum), video, audio, text and the drawn ``levels`` (B, C).
+
+        ``mouth_weight`` > 0 (with ``batch.mouth``) weights the video error of each latent cell by
+        1 + mouth_weight * exp(-d^2 / 2 r^2), d its distance to that frame's mouth, r = ``mouth_radius`` cells. The
+        mouth covers ~1 % of a frame's cells, so an unweighted loss is dominated by the face and background, which
+        the identity prefix already explains; the weight makes the audio-driven part worth learning at CPU scale.
+        It changes only what the loss emphasises, not the model or its sampling."""
         cfg = self.cfg
         dev = batch.video.device
         b, c = batch.text.shape[:2]
@@ -394,7 +411,12 @@ class Actor(nn.Module):
             batch.thinker_chunk.to(dev) + first[:, None],
             prefix=True,
         )
-        video_loss = F.mse_loss(out.video[:, 1:], eps - batch.video)
+        video_err = (out.video[:, 1:] - (eps - batch.video)).pow(2)  # (B, C, F, Cl, H, W)
+        if mouth_weight > 0 and batch.mouth is not None:
+            w = mouth_weight_map(batch.mouth.to(dev), cfg.latent_size, mouth_weight, mouth_radius)
+            video_loss = (video_err * w[:, :, :, None]).mean() / w.mean()
+        else:
+            video_loss = video_err.mean()
         audio_ce = F.cross_entropy(
             out.audio[:, 1:].flatten(0, -2), batch.audio.flatten(), reduction="none"
         ).view(b, c, cfg.audio_steps, cfg.audio_groups)

@@ -36,6 +36,7 @@ class Segment:
     text: torch.Tensor  # (F / chunk_frames, slots) long
     thinker: torch.Tensor  # (L, D)
     visible_chunk: int
+    mouth: torch.Tensor | None = None  # (F, 2) the mouth's (x, y) per frame in latent cells
 
     @property
     def chunks(self) -> int:
@@ -91,6 +92,10 @@ def sample_batch(
         n = s.thinker.shape[0]
         thinker[i, :n] = s.thinker
         thinker_chunk[i, :n] = s.visible_chunk - w  # relative to the window's first chunk
+    mouth = None
+    if all(s.mouth is not None for s in picks):
+        mouth = torch.stack([s.mouth[w * f : (w + chunks) * f] for s, w in zip(picks, starts, strict=True)])
+        mouth = mouth.view(batch, chunks, f, 2)
     return ActorBatch(
         video=video.view(batch, chunks, f, *video.shape[2:]),
         audio=audio.view(batch, chunks, f * STEPS_PER_FRAME, -1),
@@ -100,4 +105,5 @@ def sample_batch(
         thinker=thinker,
         thinker_chunk=thinker_chunk,
         first_chunk=torch.tensor([rng.randrange(max_offset) for _ in range(batch)], dtype=torch.long),
+        mouth=mouth,
     )

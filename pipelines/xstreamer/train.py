@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from pipelines.xstreamer.actor import Actor, ActorConfig
 from pipelines.xstreamer.data import STEPS_PER_FRAME, Segment, sample_batch, word_chunks
-from pipelines.xstreamer.model import FPS, NAME, PORTRAITS, SIZE, THINKER, XStreamerModel
+from pipelines.xstreamer.model import FPS, NAME, PORTRAITS, SIZE, THINKER, XStreamerModel, load_model
 from pipelines.xstreamer.thinker import Thinker, train_thinker
 from streamrt.audio_codec import AudioCodecConfig, train_codec
 from streamrt.dialogue import dialogue_pairs
@@ -73,6 +73,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5,
         help="chunks per Actor training window (the stream's context is levels + cached chunks = 7; 5 keeps a CPU "
         "step near 1 s)",
+    )
+    parser.add_argument(
+        "--mouth-weight",
+        type=float,
+        default=20.0,
+        help="extra weight of the video loss around the mouth (0: the plain flow-matching loss); see "
+        "Actor.diffusion_forcing_loss",
+    )
+    parser.add_argument("--mouth-radius", type=float, default=1.0, help="its radius, in latent cells (8 px)")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="continue from this model folder: its codecs and Thinker are kept (not retrained), its Actor trains "
+        "--steps more",
     )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=6e-4)
@@ -129,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     held_out = dialogue_pairs(max(args.eval_turns, 20), seed=args.seed + 1, split="held_out")
 
     if args.thinker_only:
-        thinker_stage(args, pairs, held_out, work)
+        thinker_stage(args, pairs, held_out, work, args.thinker)
         return 0
 
     # 3. talking clips: replies of training pairs, spoken, on training identities
@@ -144,37 +158,21 @@ def run(args: argparse.Namespace) -> int:
         idles.append(idle_clip(identity, rng.choice((0.32, 0.64, 0.96)), rng))
     timings["clips_s"] = time.perf_counter() - t
 
-    # 4. the codecs
-    t = time.perf_counter()
-    audio_codec, codec_stats = train_codec(
-        [c.audio for _, _, c in clips],
-        AudioCodecConfig(),
-        steps=args.codec_steps,
-        segment_s=args.codec_segment,
-        seed=args.seed,
-        progress=True,
-    )
-    audio_codec = audio_codec.cpu().eval()
-    codec_stats = {k: v for k, v in codec_stats.items() if isinstance(v, int | float)}
-    timings["audio_codec_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    frames_u8 = torch.cat([c.frames for _, _, c in clips[:200]] + [i.frames for i in idles[:50]])
-    frames_u8 = frames_u8.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
-    frame_codec, frame_mse = train_frame_codec(
-        frames_u8,
-        CodecConfig(width=args.frame_codec_width),
-        args.frame_codec_steps,
-        8,
-        1e-3,
-        args.seed,
-        device,
-    )
-    frame_codec = frame_codec.cpu().eval()
-    timings["frame_codec_s"] = time.perf_counter() - t
+    # 4. the codecs (kept from --resume's folder)
+    resumed = load_model(str(args.resume)) if args.resume is not None else None
+    if resumed is not None:
+        audio_codec, frame_codec = resumed.audio_codec, resumed.frames
+        old = resumed.folder / "metrics.json"
+        old_metrics = json.loads(old.read_text()) if old.is_file() else {}
+        codec_stats = old_metrics.get("audio_codec", {})
+        frame_mse = old_metrics.get("frame_codec_mse", float("nan"))
+    else:
+        audio_codec, frame_codec, codec_stats, frame_mse = train_codecs(clips, idles, args, device, timings)
 
     # 2. the Thinker
     t = time.perf_counter()
-    thinker_dir, thinker_metrics = thinker_stage(args, pairs, held_out, work)
+    given = args.thinker if args.thinker is not None or resumed is None else resumed.thinker_folder
+    thinker_dir, thinker_metrics = thinker_stage(args, pairs, held_out, work, given)
     timings["thinker_s"] = time.perf_counter() - t
     thinker = Thinker.load(thinker_dir)
 
@@ -187,12 +185,23 @@ def run(args: argparse.Namespace) -> int:
         text_vocab=len(thinker.tokenizer),
         thinker_dim=thinker.hidden_size,
     )
+    if resumed is not None:
+        cfg = resumed.actor.cfg
     segments = build_segments(clips, idles, thinker, frame_codec, audio_codec, cfg, rng)
     actor = Actor(cfg)
+    if resumed is not None:
+        actor.load_state_dict(resumed.actor.state_dict())
     silence = audio_codec.silence_codes()
     actor.silence.copy_(silence)  # the portrait chunk's audio: the codec's codes of digital silence
     actor = actor.to(device)
     actor_stats = train_actor(actor, segments, silence, args, device)
+    if resumed is not None:
+        actor_stats["resumed_from"] = str(args.resume)
+        before = old_metrics.get("actor", {})
+        actor_stats["steps_before"] = int(before.get("steps_total", before.get("steps", 0)))
+        actor_stats["steps_total"] = actor_stats["steps_before"] + args.steps
+    else:
+        actor_stats["steps_total"] = args.steps
     actor = actor.cpu().eval()
     timings["actor_s"] = time.perf_counter() - t
 
@@ -226,6 +235,36 @@ def run(args: argparse.Namespace) -> int:
     work.rename(out)
     log.info("wrote %s", out)
     return 0
+
+
+def train_codecs(clips, idles, args, device, timings: dict) -> tuple:
+    """The audio codec on the clips' speech, the frame codec on their frames (and some idle frames)."""
+    t = time.perf_counter()
+    audio_codec, codec_stats = train_codec(
+        [c.audio for _, _, c in clips],
+        AudioCodecConfig(),
+        steps=args.codec_steps,
+        segment_s=args.codec_segment,
+        seed=args.seed,
+        progress=True,
+    )
+    audio_codec = audio_codec.cpu().eval()
+    codec_stats = {k: v for k, v in codec_stats.items() if isinstance(v, int | float)}
+    timings["audio_codec_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    frames_u8 = torch.cat([c.frames for _, _, c in clips[:200]] + [i.frames for i in idles[:50]])
+    frames_u8 = frames_u8.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
+    frame_codec, frame_mse = train_frame_codec(
+        frames_u8,
+        CodecConfig(width=args.frame_codec_width),
+        args.frame_codec_steps,
+        8,
+        1e-3,
+        args.seed,
+        device,
+    )
+    timings["frame_codec_s"] = time.perf_counter() - t
+    return audio_codec, frame_codec.cpu().eval(), codec_stats, frame_mse
 
 
 def evaluate_folder(args: argparse.Namespace) -> int:
@@ -263,15 +302,17 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     return 0
 
 
-def thinker_stage(args: argparse.Namespace, pairs, held_out, work: Path) -> tuple[Path, dict]:
-    """Train the Thinker into ``work/thinker`` (or copy ``--thinker``); with ``--thinker-only`` move it to
-    ``--out/thinker`` and clean up."""
+def thinker_stage(
+    args: argparse.Namespace, pairs, held_out, work: Path, given: Path | None = None
+) -> tuple[Path, dict]:
+    """Train the Thinker into ``work/thinker`` (or copy ``given``: ``--thinker``, or the resumed folder's); with
+    ``--thinker-only`` move it to ``--out/thinker`` and clean up."""
     thinker_dir = work / THINKER
-    if args.thinker is not None:
-        shutil.copytree(args.thinker, thinker_dir)
-        given = args.thinker / "recipe_metrics.json"  # written by --thinker-only
-        thinker_metrics: dict = json.loads(given.read_text()) if given.is_file() else {}
-        thinker_metrics["given"] = str(args.thinker)
+    if given is not None:
+        shutil.copytree(given, thinker_dir)
+        recorded = given / "recipe_metrics.json"  # written by --thinker-only
+        thinker_metrics: dict = json.loads(recorded.read_text()) if recorded.is_file() else {}
+        thinker_metrics["given"] = str(given)
     else:
         thinker_metrics = train_thinker(
             [(p.user, p.reply) for p in pairs],
@@ -305,11 +346,13 @@ def build_segments(
         for (pair, identity, clip), idle in zip(tqdm(clips, desc="encode", leave=False), idles, strict=True):
             frames = torch.cat([idle.frames, clip.frames])
             audio = torch.cat([idle.audio, clip.audio])
+            mouth = torch.cat([idle.mouth_xy, clip.mouth_xy]) * (cfg.latent_size / SIZE)  # pixels -> cells
             n = frames.shape[0]
             whole = -(-n // f) * f
             if whole > n:  # pad to whole chunks with the last frame and silence
                 frames = torch.cat([frames, frames[-1:].expand(whole - n, -1, -1, -1)])
                 audio = torch.cat([audio, audio.new_zeros((whole - n) * 640)])
+                mouth = torch.cat([mouth, mouth[-1:].expand(whole - n, -1)])
             latents = torch.cat([frame_codec.encode(x) for x in frames.split(64)]).half()
             codes = audio_codec.encode(audio[None])[0]
             assert codes.shape[0] == whole * STEPS_PER_FRAME, (codes.shape, whole)
@@ -327,6 +370,7 @@ def build_segments(
                     text=text,
                     thinker=hidden.float(),
                     visible_chunk=visible,
+                    mouth=mouth,
                 )
             )
     return segments
@@ -348,7 +392,9 @@ def train_actor(actor: Actor, segments: list[Segment], silence: torch.Tensor, ar
     for _ in bar:
         batch = sample_batch(usable, args.batch, args.window, actor.cfg.chunk_frames, silence, rng)
         batch = batch.to(device) if hasattr(batch, "to") else batch
-        losses = actor.diffusion_forcing_loss(batch, gen)
+        losses = actor.diffusion_forcing_loss(
+            batch, gen, mouth_weight=args.mouth_weight, mouth_radius=args.mouth_radius
+        )
         opt.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
