@@ -39,6 +39,9 @@ class Param:
     choices: tuple[Any, ...] | None = None
     item_type: type = int
     optional: bool = False
+    # The value names a file or folder on the machine that runs the generator. A server takes such values from a
+    # client only inside the directories its operator allows (``streamrt serve --media-root``).
+    path: bool = False
 
     def coerce(self, value: Any) -> Any:
         """Convert a raw value (string or JSON) to the declared type, or raise ``ParamError`` naming the fix."""
@@ -129,6 +132,8 @@ class Param:
         if self.optional:
             schema = {"anyOf": [schema, {"type": "null"}]}
         schema.update({"default": self.default, "description": self.help, "x-live": self.live})
+        if self.path:
+            schema["x-server-path"] = True
         if self.minimum is not None:
             schema["minimum"] = self.minimum
         if self.maximum is not None:

@@ -238,3 +238,49 @@ def test_concurrent_offers_never_exceed_the_session_cap() -> None:
                 assert r.status == 200
 
     run(scenario())
+
+
+def test_client_paths_only_inside_media_roots(tmp_path) -> None:
+    """Path parameters (a trajectory file here) name files on the server: refused unless the operator allowed a
+    directory, and then only inside it (``..`` and symlinks resolved first)."""
+    from streamrt.errors import ParamError
+    from streamrt.params import Param, ParamSet
+    from transport.server import check_client_paths
+
+    root = tmp_path / "media"
+    root.mkdir()
+    bad = root / "bad.csv"
+    bad.write_text("not,a,trajectory\n")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("x\n")
+    (root / "link.csv").symlink_to(outside)
+    spec = ParamSet((Param("trajectory", str, None, optional=True, path=True), Param("prompt", str, "")))
+    check_client_paths(
+        spec, {"trajectory": str(bad), "prompt": "/etc/passwd"}, (str(root),)
+    )  # plain str: free
+    for value in (str(outside), str(root / ".." / "secret.csv"), str(root / "link.csv")):
+        try:
+            check_client_paths(spec, {"trajectory": value}, (str(root),))
+        except ParamError as exc:
+            assert "media roots" in str(exc)
+        else:
+            raise AssertionError(f"{value} was accepted")
+
+    async def scenario() -> None:
+        sdp = await _offer_sdp()
+        body = {"sdp": sdp, "type": "offer", "pipeline": "binauralflow"}
+        async with serving() as (server, base), aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/api/offer", json={**body, "params": {"trajectory": str(bad)}}) as r:
+                assert r.status == 403 and "--media-root" in (await r.json())["error"]
+            assert not server.sessions
+        async with serving(media_roots=(str(root),)) as (server, base), aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{base}/api/offer", json={**body, "params": {"trajectory": str(outside)}}
+            ) as r:
+                assert r.status == 403
+            # inside the root the path is accepted and the file itself is judged: this one is no trajectory
+            async with http.post(f"{base}/api/offer", json={**body, "params": {"trajectory": str(bad)}}) as r:
+                assert r.status == 400, await r.text()
+            assert not server.sessions
+
+    run(scenario())

@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +45,7 @@ from streamrt.errors import ModelLoadError, ParamError, StreamrtError, UnknownPi
 from streamrt.generator import Generator
 from streamrt.loading import open_generator
 from streamrt.metrics import percentile
+from streamrt.params import ParamSet
 from transport.ice import allow_loopback_candidates, is_loopback_host
 from transport.live import LiveSession, Peer
 
@@ -75,6 +77,33 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     max_body: int = MAX_BODY
     default_params: dict[str, Any] = field(default_factory=dict)
+    # Directories inside which a client may name server files in path parameters (a reference portrait, a pose
+    # trajectory); none by default, so a client cannot make the server open files of its choosing.
+    media_roots: tuple[str, ...] = ()
+
+
+def check_client_paths(spec: ParamSet, params: dict[str, Any], roots: tuple[str, ...]) -> None:
+    """Raise ``ParamError`` if a client's value of a path parameter (``Param.path``) lies outside every root.
+
+    Paths are resolved (symlinks and ``..`` followed) before the check, so a link inside a root cannot lead out.
+    Unknown names are left to the generator's own validation.
+    """
+    for name, value in params.items():
+        param = next((p for p in spec.params if p.name == name), None)
+        if param is None or not param.path or value is None:
+            continue
+        if not roots:
+            raise ParamError(
+                f"parameter {name!r} names a file on the server, which this server does not accept from clients; "
+                "its operator can allow a directory with `streamrt serve --media-root DIR`"
+            )
+        target = Path(str(value)).expanduser().resolve()
+        allowed = [Path(r).expanduser().resolve() for r in roots]
+        if not any(target.is_relative_to(root) for root in allowed):
+            raise ParamError(
+                f"parameter {name!r}: {value!r} is outside the server's media roots "
+                f"({', '.join(map(str, allowed))}); put the file there and name it by its path"
+            )
 
 
 class HTTPError(Exception):
@@ -206,6 +235,12 @@ class StreamrtServer:
             params = {}
         if not isinstance(params, dict):
             raise HTTPError(400, "params must be a JSON object")
+        try:
+            check_client_paths(registry.get(pipeline).spec.params, params, self.config.media_roots)
+        except UnknownPipelineError as exc:
+            raise HTTPError(404, str(exc)) from exc
+        except ParamError as exc:
+            raise HTTPError(403, str(exc)) from exc
         merged = {**self.config.default_params, **params} if pipeline == self.config.pipeline else params
         try:
             gen = await asyncio.to_thread(self._open_generator, pipeline, merged)
@@ -482,6 +517,14 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="default pipeline parameter"
     )
+    p.add_argument(
+        "--media-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory whose files clients may name in path parameters (reference, trajectory, thinker); "
+        "repeatable; default none: clients cannot name server files",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -507,6 +550,7 @@ def _serve(args: argparse.Namespace) -> None:
         ice_loopback=args.ice_loopback,
         ice_servers=tuple(args.ice_server),
         default_params=parse_assignments(args.set),
+        media_roots=tuple(args.media_root),
     )
     # Validate default parameters before listening, so a typo fails at start rather than on the first client.
     registry.get(config.pipeline).spec.params.resolve(config.default_params)

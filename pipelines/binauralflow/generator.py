@@ -64,6 +64,7 @@ PARAMS = ParamSet(
             str,
             None,
             optional=True,
+            path=True,
             live=False,
             help="CSV of time_s + speaker and listener 7-DoF poses per row (overrides the constant poses)",
         ),

@@ -228,6 +228,15 @@ def run(args: argparse.Namespace) -> int:
         "command": command_line(NAME, args, add_arguments),
         "clips": len(clips),
     }
+    if resumed is not None:  # the card reproduces the whole chain: the resumed folder's recipe, then this one
+        if args.thinker is None:
+            metrics["thinker"] = {**old_metrics.get("thinker", {}), "given": f"{args.resume}/{THINKER}"}
+        metrics["command"] = f"{old_metrics.get('command', '?')}  &&  {metrics['command']}"
+        metrics["timings"] = {
+            **old_metrics.get("timings", {}),
+            **{f"resume_{k}": v for k, v in timings.items()},
+        }
+        metrics["timings"].pop("eval_s", None)
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     evaluate_folder(argparse.Namespace(**{**vars(args), "out": work}))  # merges metrics.json, writes the card
     if out.exists():

@@ -35,7 +35,7 @@ LOOKAHEAD_FRAMES = LOOKAHEAD_GROUPS * GROUP_FRAMES + GROUP_FRAMES - 1
 def common_params() -> tuple[Param, ...]:
     return (
         Param("reference", str, None, "Reference image (png/jpg) of the character to animate; default: the "
-              "model's reference.png.", live=False, optional=True),
+              "model's reference.png.", live=False, optional=True, path=True),
         Param("seed", int, 0, "Seed of the window's noise.", minimum=0),
         Param("noise", str, "fixed", "Noise: fixed (one noise map per level, shared by the frames: a still pose "
               "gives a still output) or fresh (new noise per frame and step, as plain LCM sampling).", live=False,
