@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         old = resumed.folder / "metrics.json"
         old_metrics = json.loads(old.read_text()) if old.is_file() else {}
         codec_stats = old_metrics.get("audio_codec", {})
-        frame_mse = old_metrics.get("frame_codec_mse", float("nan"))
+        frame_mse = old_metrics.get("frame_codec_mse")  # None when the folder's metrics lack it: left out
     else:
         audio_codec, frame_codec, codec_stats, frame_mse = train_codecs(clips, idles, args, device, timings)
 
@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         "command": command_line(NAME, args, add_arguments),
         "clips": len(clips),
     }
+    if frame_mse is None:
+        del metrics["frame_codec_mse"]
     if resumed is not None:  # the card reproduces the whole chain: the resumed folder's recipe, then this one
         if args.thinker is None:
             metrics["thinker"] = {**old_metrics.get("thinker", {}), "given": f"{args.resume}/{THINKER}"}
