@@ -364,3 +364,31 @@ def test_mouth_weight_emphasises_the_mouth_cells_only_when_asked() -> None:
     plain_mouth = video_loss(bumped(5, 2), 0.0) - plain
     plain_far = video_loss(bumped(0, 7), 0.0) - plain
     assert plain_mouth == pytest.approx(plain_far, rel=0.5)  # unweighted: cells count alike
+
+
+@pytest.mark.parametrize("mode", ["chunk", "independent"])
+def test_token_mask_level_follows_or_leaves_the_chunk_level(mode: str) -> None:
+    actor = tiny_actor(chunk_frames=8)
+    cfg = actor.cfg
+    batch = make_batch(cfg, 16, 8)
+    seen: list[torch.Tensor] = []
+    original = actor.embed
+
+    def spy(video, audio, text):
+        seen.append(audio.clone())
+        return original(video, audio, text)
+
+    actor.embed = spy  # type: ignore[method-assign]
+    with torch.no_grad():
+        out = actor.diffusion_forcing_loss(batch, torch.Generator().manual_seed(0), token_levels=mode)
+    masked = (
+        (seen[0][:, 1:] == cfg.audio_mask_id).all(-1).float().mean(-1)
+    )  # (B, C) masked fraction per chunk
+    corr = torch.corrcoef(torch.stack([masked.flatten(), out["levels"].flatten()]))[0, 1]
+    if mode == "chunk":
+        assert corr > 0.8, corr  # audio masked as much as the video is noised
+    else:
+        assert abs(corr) < 0.35, corr  # its own draw
+        assert masked.min() < 0.2 and masked.max() > 0.8  # still the whole range
+    with pytest.raises(ParamError):
+        actor.diffusion_forcing_loss(batch, torch.Generator().manual_seed(0), token_levels="per-token")

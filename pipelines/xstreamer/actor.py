@@ -369,6 +369,7 @@ class Actor(nn.Module):
         text_weight: float = 1.0,
         mouth_weight: float = 0.0,
         mouth_radius: float = 1.0,
+        token_levels: str = "chunk",
     ) -> dict[str, torch.Tensor]:
         """Chunk-wise diffusion forcing: every chunk of every sample draws its own level t ~ U(0, 1) (shifted by
         ``cfg.shift``). Video: flow matching on x_t = (1 - t) x0 + t eps, MSE to v = eps - x0. Audio steps and text
@@ -379,7 +380,12 @@ class Actor(nn.Module):
         1 + mouth_weight * exp(-d^2 / 2 r^2), d its distance to that frame's mouth, r = ``mouth_radius`` cells. The
         mouth covers ~1 % of a frame's cells, so an unweighted loss is dominated by the face and background, which
         the identity prefix already explains; the weight makes the audio-driven part worth learning at CPU scale.
-        It changes only what the loss emphasises, not the model or its sampling."""
+        It changes only what the loss emphasises, not the model or its sampling.
+
+        ``token_levels="independent"`` draws the discrete tokens' mask level of each chunk apart from its video level
+        (still one per chunk), so training also shows clean audio beside noisy video and the reverse: with one shared
+        level the audio is mostly masked exactly when the video is too noisy to show the mouth, and nothing teaches
+        the video to follow the sound. The stream still moves both together (the shared case is one of the draws)."""
         cfg = self.cfg
         dev = batch.video.device
         b, c = batch.text.shape[:2]
@@ -393,8 +399,15 @@ class Actor(nn.Module):
         eps = torch.randn(batch.video.shape, generator=generator).to(dev)
         s = t.view(b, c, 1, 1, 1, 1)
         x_t = (1 - s) * batch.video + s * eps
-        audio_masked = torch.rand(b, c, cfg.audio_steps, generator=generator).to(dev) < t[..., None]
-        text_masked = torch.rand(b, c, cfg.text_slots, generator=generator).to(dev) < t[..., None]
+        if token_levels not in ("chunk", "independent"):
+            raise ParamError(f"token_levels must be 'chunk' or 'independent'; got {token_levels!r}")
+        m = (
+            t
+            if token_levels == "chunk"
+            else shift_time(torch.rand(b, c, generator=generator), cfg.shift).to(dev)
+        )
+        audio_masked = torch.rand(b, c, cfg.audio_steps, generator=generator).to(dev) < m[..., None]
+        text_masked = torch.rand(b, c, cfg.text_slots, generator=generator).to(dev) < m[..., None]
         audio_in = torch.where(audio_masked[..., None], cfg.audio_mask_id, batch.audio)
         text_in = torch.where(text_masked, cfg.text_mask_id, batch.text)
 

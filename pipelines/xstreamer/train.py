@@ -81,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="extra weight of the video loss around the mouth (0: the plain flow-matching loss); see "
         "Actor.diffusion_forcing_loss",
     )
+    parser.add_argument(
+        "--token-levels",
+        choices=("chunk", "independent"),
+        default="chunk",
+        help="mask level of a chunk's audio/text tokens: the chunk's video level, or drawn apart from it",
+    )
     parser.add_argument("--mouth-radius", type=float, default=1.0, help="its radius, in latent cells (8 px)")
     parser.add_argument(
         "--resume",
@@ -404,7 +410,11 @@ def train_actor(actor: Actor, segments: list[Segment], silence: torch.Tensor, ar
         batch = sample_batch(usable, args.batch, args.window, actor.cfg.chunk_frames, silence, rng)
         batch = batch.to(device) if hasattr(batch, "to") else batch
         losses = actor.diffusion_forcing_loss(
-            batch, gen, mouth_weight=args.mouth_weight, mouth_radius=args.mouth_radius
+            batch,
+            gen,
+            mouth_weight=args.mouth_weight,
+            mouth_radius=args.mouth_radius,
+            token_levels=args.token_levels,
         )
         opt.zero_grad()
         losses["loss"].backward()
