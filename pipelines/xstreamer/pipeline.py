@@ -45,6 +45,7 @@ class XStreamerGenerator(Generator):
                     "Portrait (png/jpg) of the character; default: the model's first portrait.",
                     live=False,
                     optional=True,
+                    path=True,
                 ),
                 Param(
                     "portrait",
@@ -70,6 +71,7 @@ class XStreamerGenerator(Generator):
                     "the model's own (its hidden size must match the Actor's).",
                     live=False,
                     optional=True,
+                    path=True,
                 ),
                 Param("seed", int, 0, "Seed of the Actor's noise.", minimum=0, live=False),
                 Param(
