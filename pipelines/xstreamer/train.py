@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mouth-weight",
         type=float,
-        default=20.0,
+        default=0.0,
         help="extra weight of the video loss around the mouth (0: the plain flow-matching loss); see "
         "Actor.diffusion_forcing_loss",
     )
