@@ -184,19 +184,20 @@ def run(args: argparse.Namespace) -> int:
 
     # 5. the Actor's data and training
     t = time.perf_counter()
-    cfg = ActorConfig(
-        dim=args.dim,
-        layers=args.layers,
-        heads=args.heads,
-        text_vocab=len(thinker.tokenizer),
-        thinker_dim=thinker.hidden_size,
-    )
     if resumed is not None:
         cfg = resumed.actor.cfg
+    else:
+        cfg = ActorConfig(
+            dim=args.dim,
+            layers=args.layers,
+            heads=args.heads,
+            text_vocab=len(thinker.tokenizer),
+            thinker_dim=thinker.hidden_size,
+        )
     segments = build_segments(clips, idles, thinker, frame_codec, audio_codec, cfg, rng)
-    actor = Actor(cfg)
-    if resumed is not None:
-        actor.load_state_dict(resumed.actor.state_dict())
+    # A fresh Actor after the segments, so its initial draw is the one the committed default was trained from; a
+    # resumed one is the folder's, trainable again (load_model hands it out frozen, in eval mode).
+    actor = Actor(cfg) if resumed is None else resumed.actor.requires_grad_(True).train()
     silence = audio_codec.silence_codes()
     actor.silence.copy_(silence)  # the portrait chunk's audio: the codec's codes of digital silence
     actor = actor.to(device)
