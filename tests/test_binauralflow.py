@@ -260,7 +260,8 @@ def test_complex_channel_layout_roundtrips():
 
 def test_target_head_gives_the_velocity_that_reaches_the_filtered_mono():
     # with the network's own head output at zero and the pose gain map holding a filter H, v = (H x - phi) / (1 - t):
-    # the flow's exact velocity when y = H x, at every t (1 - t floored at 1 / 12)
+    # the flow's exact velocity when y = H x, at every t (1 - t floored at 1 / 12); x is the condition pair (the
+    # mono signal warped per ear by the poses' time difference)
     torch.manual_seed(0)
     net = CausalUNet(TINY).eval()
     assert net.config.head == "target"
@@ -274,7 +275,7 @@ def test_target_head_gives_the_velocity_that_reaches_the_filtered_mono():
     phi = torch.randn(2, 4, 5, 256, generator=g)
     poses = torch.randn(2, 5, 14, generator=g)
     hx = complex_to_channels(
-        channels_to_complex(h[None, :, None, :]) * channels_to_complex(torch.cat([x, x], 1))
+        channels_to_complex(h[None, :, None, :]) * channels_to_complex(net.pair(x, poses))
     )
     for t in (0.0, 0.5, 0.9, 1.0):
         tt = torch.full((2,), t)
@@ -370,6 +371,7 @@ def test_nfe_count_under_early_skip(net, steps, nfe):
             super().__init__()
             self.inner = net
             self.config = net.config
+            self.pair = net.pair
 
         def forward(self, phi, x, t, poses, state=None):
             calls.append(float(t))

@@ -99,13 +99,17 @@ def flow_matching_loss(
     poses: torch.Tensor,
     gen: torch.Generator | None = None,
     sigma: float = SIGMA,
+    pair: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L1 between net(phi_t, x, t, poses) and v = y - z. y (B, 4, T, F), x (B, 2, T, F), poses (B, T, 14)."""
+    """L1 between net(phi_t, x, t, poses) and v = y - z. y (B, 4, T, F), x (B, 2, T, F), poses (B, T, 14).
+
+    ``pair`` is the condition the start is drawn around, z = pair + sigma eps (B, 4, T, F); by default the mono x
+    duplicated to both ears (the paper), else the network's own (``CausalUNet.pair``, e.g. geometrically warped)."""
     b = y.shape[0]
     # drawn on the CPU generator, then moved: a run draws the same numbers on any device
     t = torch.rand(b, generator=gen).to(y.device)
     eps = torch.randn(y.shape, generator=gen).to(y.device)
-    z = flow_start(duplicate_mono(x), eps, sigma)
+    z = flow_start(duplicate_mono(x) if pair is None else pair, eps, sigma)
     phi = interpolate(y, z, t)
     return F.l1_loss(net(phi, x, t, poses), y - z)
 

@@ -29,10 +29,14 @@ from torch import nn
 
 from buffers.conv_state import ContextCarry
 from pipelines.binauralflow.poses import relative_position
+from pipelines.binauralflow.warp import ear_delays, warp_pair
 
 N_BINS = 256  # bins 0..255 of the 257 of a 512-point STFT (the Nyquist bin carries nothing in speech)
 STATE_CHANNELS = 4  # phi_t: left re, left im, right re, right im
-COND_CHANNELS = 2  # the mono spectrogram: re, im
+COND_CHANNELS = 2  # the mono spectrogram: re, im (4 with UNetConfig.warp: the warped pair, re and im per ear)
+# the STFT the network runs on (``streaming`` frames with these): the warp turns delays into phase with them
+SAMPLE_RATE = 48_000
+N_FFT = 512
 POSE_DIM = 14  # speaker (x, y, z, qw, qx, qy, qz) + listener
 DIRECTION_DIM = 4  # derived from the poses when UNetConfig.pose_direction: unit direction (3) + distance
 
@@ -67,6 +71,13 @@ class UNetConfig:
     # also give the pose MLP the source's direction in the listener's head frame (a unit vector) and its distance,
     # computed from the two poses: interaural level and time differences are functions of the direction
     pose_direction: bool = False
+    # the condition pair x that the flow starts from (z = x + sigma eps) and the network sees: False, the mono signal
+    # in both ears (the paper); True, each ear's copy delayed by the spherical-head ITD of the poses (``warp``)
+    warp: bool = False
+    # where the network learns what frequency a feature is at: "channels", the fixed sin/cos channels of
+    # ``freq_periods`` as inputs of the first convolution; "bias", a learned (channel x bin) map added after it,
+    # which is the same function of the bin without 2 * len(freq_periods) input channels in the widest convolution
+    freq_embedding: str = "channels"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +93,7 @@ class UNetConfig:
 # The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow"), on
 # amplitude-compressed spectra (more of speech's bins above the flow's start noise) with the "target" head (the
 # poses reach the output as a per-bin gain; with the "velocity" head a trained model ignored them).
-SMALL = UNetConfig(spec_exponent=0.5, head="target", pose_direction=True)
+SMALL = UNetConfig(spec_exponent=0.5, head="target", pose_direction=True, warp=True, freq_embedding="bias")
 # The paper's scale (~78 M parameters); a GPU model.
 FULL = UNetConfig(
     channels=(64, 128, 256, 512, 512),
@@ -198,13 +209,19 @@ class CausalUNet(nn.Module):
         )
         nn.init.zeros_(self.pose_mlp[-1].weight)
         nn.init.zeros_(self.pose_mlp[-1].bias)
-        bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
-        k = torch.tensor(cfg.freq_periods, dtype=torch.float32)
-        angles = math.pi * bins[None, :] * k[:, None]
-        self.register_buffer(
-            "freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False
-        )
-        c_in = STATE_CHANNELS + COND_CHANNELS + 2 * len(cfg.freq_periods)
+        if cfg.freq_embedding not in ("channels", "bias"):
+            raise ValueError(f"freq_embedding must be 'channels' or 'bias'; got {cfg.freq_embedding!r}")
+        c_in = STATE_CHANNELS + (2 * COND_CHANNELS if cfg.warp else COND_CHANNELS)
+        if cfg.freq_embedding == "channels":
+            bins = torch.arange(N_BINS, dtype=torch.float32) / N_BINS
+            k = torch.tensor(cfg.freq_periods, dtype=torch.float32)
+            angles = math.pi * bins[None, :] * k[:, None]
+            self.register_buffer(
+                "freq_pos", torch.cat([angles.sin(), angles.cos()])[:, None, :], persistent=False
+            )
+            c_in += 2 * len(cfg.freq_periods)
+        else:
+            self.freq_bias = nn.Parameter(torch.zeros(ch[0], 1, N_BINS))
         self.conv_in = CausalConv(c_in, ch[0], 3, kt)
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -239,6 +256,12 @@ class CausalUNet(nn.Module):
             if isinstance(module, CausalConv | CausalUpConv):
                 module.name = name
 
+    def pair(self, x: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """The condition pair (B, 4, T, F) of mono features x (B, 2, T, F): the flow's start is pair + sigma eps."""
+        if self.config.warp:
+            return warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT)
+        return torch.cat([x, x], dim=1)
+
     def causal_layers(self) -> list[str]:
         return [m.name for m in self.modules() if isinstance(m, CausalConv | CausalUpConv)]
 
@@ -269,8 +292,13 @@ class CausalUNet(nn.Module):
         if f != N_BINS:
             raise ValueError(f"the U-Net takes {N_BINS} frequency bins; got {f}")
         emb, pose_hidden = self._embed(t, poses)
-        h = torch.cat([phi, x, self.freq_pos.expand(b, -1, n, -1)], dim=1)
-        h = self.conv_in(h, state)
+        x2 = self.pair(x, poses)
+        inputs = [phi, x2 if self.config.warp else x]
+        if self.config.freq_embedding == "channels":
+            inputs.append(self.freq_pos.expand(b, -1, n, -1))
+        h = self.conv_in(torch.cat(inputs, dim=1), state)
+        if self.config.freq_embedding == "bias":
+            h = h + self.freq_bias
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for block in blocks:
@@ -292,12 +320,12 @@ class CausalUNet(nn.Module):
         # v = (H(pose) x - phi) / (1 - t) exactly. The gains carry the level through the multiplication.
         d, a, b_ = out.split(STATE_CHANNELS, dim=1)
         if self.config.head == "velocity":
-            return d + _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi)
+            return d + _cmul(a, x2) + _cmul(b_, phi)
         # "target": a x + b phi estimates the target y, and v = (y - phi) / (1 - t) exactly (phi = t y + (1 - t) z);
         # so a is the filter H(pose) itself at every t (the gain map of the pose is added to it) and b is -1. 1 - t
         # is floored at the last evaluation's 1/12 so that training's t near 1 does not blow the output up.
         a = a + self.pose_gain(pose_hidden).view(b, n, STATE_CHANNELS, N_BINS).transpose(1, 2)
-        estimate = _cmul(a, torch.cat([x, x], dim=1)) + _cmul(b_, phi) - phi
+        estimate = _cmul(a, x2) + _cmul(b_, phi) - phi
         remaining = (1 - t.reshape(b, -1)).clamp_min(1 / 12).expand(b, n)[:, None, :, None]
         return d + estimate / remaining
 

@@ -27,14 +27,11 @@ from pipelines.binauralflow.flow import (
     complex_to_channels,
     compress,
     decompress,
-    duplicate_mono,
     early_skip_start,
     midpoint_solve,
 )
-from pipelines.binauralflow.model import N_BINS, CausalUNet
+from pipelines.binauralflow.model import N_BINS, N_FFT, SAMPLE_RATE, CausalUNet
 
-SAMPLE_RATE = 48_000
-N_FFT = 512
 HOP = 128
 # A sample is final once the last frame that covers it is complete: n_fft - 1 samples after it arrived.
 LATENCY_SAMPLES = N_FFT - 1
@@ -102,7 +99,7 @@ class FrameRenderer:
         x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
         poses = self.poses(torch.arange(first, first + count))[None].to(torch.float32)
         eps = frame_noise(self.seed, first, count)
-        phi = early_skip_start(duplicate_mono(x), eps, self.schedule.t0)
+        phi = early_skip_start(self.net.pair(x, poses), eps, self.schedule.t0)
 
         def velocity(phi: torch.Tensor, t: float, k: int) -> torch.Tensor:
             self.evaluations += 1

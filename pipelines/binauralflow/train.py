@@ -80,7 +80,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-utterances", type=int, default=8, help="held-out utterances per engine")
     parser.add_argument("--eval-positions", type=int, default=4, help="held-out positions per utterance")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--channels",
+        default=",".join(str(c) for c in SMALL.channels),
+        help="U-Net widths at 256, 128, 64, 32, 16 bins (comma-separated); the rest of the config is SMALL's",
+    )
     parser.add_argument("--quick", action="store_true", help="CI smoke run: a tiny model, a few steps")
+
+
+def parse_channels(text: str) -> tuple[int, ...]:
+    """'8,12,16,24,32' -> (8, 12, 16, 24, 32): five positive widths divisible by the GroupNorm groups."""
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"--channels takes five comma-separated integers, e.g. 8,12,16,24,32; got {text!r}"
+        ) from None
+    if len(widths) != len(SMALL.channels) or any(w <= 0 or w % SMALL.groups for w in widths):
+        raise SystemExit(
+            f"--channels takes {len(SMALL.channels)} positive widths divisible by {SMALL.groups}; got {text!r}"
+        )
+    return widths
 
 
 class PairSampler:
@@ -163,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     device = training_device(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = TINY if args.quick else SMALL
+    config = TINY if args.quick else dataclasses.replace(SMALL, channels=parse_channels(args.channels))
     n_utts = 4 if args.quick else args.utterances
     steps = 3 if args.quick else args.steps
     frames = 16 if args.quick else args.frames
@@ -184,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(range(steps), desc="binauralflow", disable=args.no_progress)
     for step in bar:
         x, y, poses = (v.to(device) for v in sampler.batch(args.batch))
-        loss = flow_matching_loss(net, y, x, poses, gen)
+        loss = flow_matching_loss(net, y, x, poses, gen, pair=net.pair(x, poses))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
