@@ -371,11 +371,11 @@ def test_nfe_count_under_early_skip(net, steps, nfe):
             super().__init__()
             self.inner = net
             self.config = net.config
-            self.pair = net.pair
+            self.condition = net.condition
 
-        def forward(self, phi, x, t, poses, state=None):
+        def forward(self, phi, x, t, poses, state=None, cond=None):
             calls.append(float(t))
-            return self.inner(phi, x, t, poses, state)
+            return self.inner(phi, x, t, poses, state, cond)
 
     renderer = FrameRenderer(Counting(), Schedule(steps, nfe), 0, still())
     renderer(torch.randn(1, 257, 6, dtype=torch.complex64))

@@ -11,8 +11,8 @@ Rows (``model``):
 the published module run the way the release's inference script runs it (``torch.stft``, ``model(mag, pha)``,
 ``torch.istft``), measured interleaved with the others, and ``offline_vs_official`` the ratio. With ``--naive`` the
 release's only way to stream is measured too: each 20 ms chunk recomputed with 29 frames of context on each side
-(slow: tens of seconds per row at 48 kHz). With ``--bf16`` the ``precision=bfloat16`` engine is timed as well
-(``offline_speed_bf16``, ``stream_speed_20ms_bf16``).
+(slow: tens of seconds per row at 48 kHz). With ``--precisions int8,bfloat16`` those engines are timed
+as well (``offline_speed_int8``, ``stream_speed_20ms_int8``, ``..._bf16``; ``--bf16`` is ``--precisions bfloat16``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import torch
 
-from pipelines.ap_bwe.generator import APBWEGenerator
+from pipelines.ap_bwe.generator import PRECISIONS, APBWEGenerator
 from pipelines.ap_bwe.model import APBWE, FULL_SIZE, count_parameters, enhance_reference
 from pipelines.ap_bwe.streaming import PackedAPBWE, enhance
 from streamrt.bench.suite import Row, Suite, add_common_arguments
@@ -45,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--naive", action="store_true", help="also time naive streaming (recompute with context)"
     )
     parser.add_argument(
-        "--bf16",
-        action="store_true",
-        help="also time precision=bfloat16 (bf16 linear layers; not the official output)",
+        "--precisions",
+        default="",
+        help="also time these engines besides float32, comma-separated: int8, bfloat16 (not the official output; "
+        "fields offline_speed_<p>, stream_speed_20ms_<p>)",
     )
+    parser.add_argument("--bf16", action="store_true", help="same as --precisions bfloat16")
 
 
 def signal(seconds: float, rate: int) -> torch.Tensor:
@@ -106,6 +108,15 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
         from streamrt.errors import ParamError
 
         raise ParamError(f"unknown --models {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    extra = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if args.bf16 and "bfloat16" not in extra:
+        extra.append("bfloat16")
+    bad = sorted(set(extra) - set(PRECISIONS) - {"float32"})
+    if bad:
+        from streamrt.errors import ParamError
+
+        raise ParamError(f"unknown --precisions {', '.join(bad)}; choose from {', '.join(PRECISIONS[1:])}")
+    extra = [p for p in extra if p != "float32"]
     for name in wanted:
         model, rate = build(name)
         x = signal(args.seconds, rate)
@@ -117,12 +128,12 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
             streamer(gen, x, rate),
             functools.partial(enhance_reference, model, x[None]),
         ]
-        if args.bf16:
-            gen_bf16 = APBWEGenerator(model)
-            gen_bf16.prepare({"target_rate": rate, "precision": "bfloat16"})
+        for precision in extra:
+            gen_p = APBWEGenerator(model)
+            gen_p.prepare({"target_rate": rate, "precision": precision})
             fns += [
-                functools.partial(enhance, packed.with_matmul_dtype(torch.bfloat16), x),
-                streamer(gen_bf16, x, rate),
+                functools.partial(enhance, packed.with_precision(precision), x),
+                streamer(gen_p, x, rate),
             ]
         if args.naive:
             fns.append(naive_streamer(model, x, rate))
@@ -141,9 +152,10 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
             "threads": torch.get_num_threads(),
             "repeats": args.repeats,
         }
-        if args.bf16:
-            row["offline_speed_bf16"] = seconds / times[3]
-            row["stream_speed_20ms_bf16"] = seconds / times[4]
+        for i, precision in enumerate(extra):
+            short = {"bfloat16": "bf16"}.get(precision, precision)
+            row[f"offline_speed_{short}"] = seconds / times[3 + 2 * i]
+            row[f"stream_speed_20ms_{short}"] = seconds / times[4 + 2 * i]
         if args.naive:
             row["naive_stream_speed_20ms"] = seconds / times[-1]
         yield row

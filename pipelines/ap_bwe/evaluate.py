@@ -24,16 +24,19 @@ from pipelines.ap_bwe.streaming import PackedAPBWE, enhance
 
 
 def lsd_table(model: APBWE, data: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """LSD of the model (float32, the official arithmetic, and the int8 engine) and of plain resampling."""
     packed = PackedAPBWE.from_module(model)
-    model_lsd, plain_lsd = [], []
+    int8 = packed.with_int8()
+    model_lsd, int8_lsd, plain_lsd = [], [], []
     for nb, wb in data:
-        y = enhance(packed, nb)
-        model_lsd.append(float(lsd(y, wb)))
+        model_lsd.append(float(lsd(enhance(packed, nb), wb)))
+        int8_lsd.append(float(lsd(enhance(int8, nb), wb)))
         plain_lsd.append(float(lsd(nb, wb)))
     return {
         "utterances": len(data),
         "seconds": sum(wb.shape[-1] for _, wb in data) / 16_000,
         "lsd_model": statistics.fmean(model_lsd),
+        "lsd_model_int8": statistics.fmean(int8_lsd),
         "lsd_plain_resampling": statistics.fmean(plain_lsd),
         "model_better_on": sum(m < p for m, p in zip(model_lsd, plain_lsd, strict=True)),
     }
@@ -81,7 +84,9 @@ def evaluate_folder(folder: str | Path, *, data_dir: Path, espeak: int, festival
         out["festival"] = lsd_table(model, festival_pairs(data_dir, festival, seed=seed))
     for name in ("espeak_held_out", "festival"):
         if name in out:
-            out["summary"][name] = {k: round(out[name][k], 3) for k in ("lsd_model", "lsd_plain_resampling")}
+            out["summary"][name] = {
+                k: round(out[name][k], 3) for k in ("lsd_model", "lsd_model_int8", "lsd_plain_resampling")
+            }
     return out
 
 

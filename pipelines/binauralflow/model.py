@@ -40,6 +40,16 @@ N_FFT = 512
 POSE_DIM = 14  # speaker (x, y, z, qw, qx, qy, qz) + listener
 DIRECTION_DIM = 4  # derived from the poses when UNetConfig.pose_direction: unit direction (3) + distance
 
+
+@dataclass(frozen=True)
+class Condition:
+    """The parts of a forward pass that depend on the condition (x, poses) only (``CausalUNet.condition``)."""
+
+    pair: torch.Tensor  # (B, 4, T, F): the condition pair the flow starts from and the head multiplies
+    pose: torch.Tensor  # (B, T, E): the pose MLP's output, added to t's in the embedding
+    gain: torch.Tensor | None  # (B, 4, T, F): the pose gain map of the "target" head (None for "velocity")
+
+
 # state(name, context) -> the carry of that causal layer for the current stream position, or None (offline: zeros)
 StateFn = Callable[[str, int], ContextCarry] | None
 
@@ -267,17 +277,30 @@ class CausalUNet(nn.Module):
 
     def embed(self, t: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """t (B,) or (B, T), poses (B, T, 14) -> (B, T, E)."""
-        return self._embed(t, poses)[0]
+        return self._embed(t, self._pose_features(poses)[0])
 
-    def _embed(self, t: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embedding (B, T, E), the pose MLP's hidden features (B, T, E))."""
-        b, n, _ = poses.shape
-        t = t.reshape(b, -1).expand(b, n) if t.ndim <= 1 or t.shape[-1] == 1 else t
+    def _pose_features(self, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the pose MLP's output (B, T, E), its hidden features (B, T, E))."""
         if self.config.pose_direction:
             poses = torch.cat([poses, source_direction(poses)], dim=-1)
         hidden = self.pose_mlp[1](self.pose_mlp[0](torch.cat([self.pose_features(poses), poses], dim=-1)))
-        pose = self.pose_mlp[2](hidden)
-        return F.silu(self.t_mlp(self.t_features(t[..., None])) + pose), hidden
+        return self.pose_mlp[2](hidden), hidden
+
+    def _embed(self, t: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """t (B,) or (B, T) and the pose MLP's output (B, T, E) -> the embedding (B, T, E). A t shared by the
+        frames goes through its MLP once and is broadcast."""
+        b = pose.shape[0]
+        return F.silu(self.t_mlp(self.t_features(t.reshape(b, -1)[..., None])) + pose)
+
+    def condition(self, x: torch.Tensor, poses: torch.Tensor) -> Condition:
+        """Everything of the network that depends on (x, poses) only, not on (phi, t): computed once per chunk and
+        shared by the solver's evaluations, which differ only in phi and t."""
+        b, _, n, _ = x.shape
+        pose, hidden = self._pose_features(poses)
+        gain = None
+        if self.config.head == "target":
+            gain = self.pose_gain(hidden).view(b, n, STATE_CHANNELS, N_BINS).transpose(1, 2)
+        return Condition(pair=self.pair(x, poses), pose=pose, gain=gain)
 
     def forward(
         self,
@@ -286,13 +309,17 @@ class CausalUNet(nn.Module):
         t: torch.Tensor,
         poses: torch.Tensor,
         state: StateFn = None,
+        cond: Condition | None = None,
     ) -> torch.Tensor:
-        """phi (B, 4, T, F), x (B, 2, T, F), t (B,), poses (B, T, 14) -> v (B, 4, T, F); F = N_BINS."""
+        """phi (B, 4, T, F), x (B, 2, T, F), t (B,), poses (B, T, 14) -> v (B, 4, T, F); F = N_BINS. ``cond`` is
+        ``condition(x, poses)`` when the caller has it already (the solver's evaluations of one chunk)."""
         b, _, n, f = phi.shape
         if f != N_BINS:
             raise ValueError(f"the U-Net takes {N_BINS} frequency bins; got {f}")
-        emb, pose_hidden = self._embed(t, poses)
-        x2 = self.pair(x, poses)
+        if cond is None:
+            cond = self.condition(x, poses)
+        emb = self._embed(t, cond.pose)
+        x2 = cond.pair
         inputs = [phi, x2 if self.config.warp else x]
         if self.config.freq_embedding == "channels":
             inputs.append(self.freq_pos.expand(b, -1, n, -1))
@@ -324,7 +351,7 @@ class CausalUNet(nn.Module):
         # "target": a x + b phi estimates the target y, and v = (y - phi) / (1 - t) exactly (phi = t y + (1 - t) z);
         # so a is the filter H(pose) itself at every t (the gain map of the pose is added to it) and b is -1. 1 - t
         # is floored at the last evaluation's 1/12 so that training's t near 1 does not blow the output up.
-        a = a + self.pose_gain(pose_hidden).view(b, n, STATE_CHANNELS, N_BINS).transpose(1, 2)
+        a = a + cond.gain
         estimate = _cmul(a, x2) + _cmul(b_, phi) - phi
         remaining = (1 - t.reshape(b, -1)).clamp_min(1 / 12).expand(b, n)[:, None, :, None]
         return d + estimate / remaining

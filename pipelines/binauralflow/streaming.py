@@ -99,12 +99,13 @@ class FrameRenderer:
         x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
         poses = self.poses(torch.arange(first, first + count))[None].to(torch.float32)
         eps = frame_noise(self.seed, first, count)
-        phi = early_skip_start(self.net.pair(x, poses), eps, self.schedule.t0)
+        cond = self.net.condition(x, poses)  # the same for every evaluation of this chunk
+        phi = early_skip_start(cond.pair, eps, self.schedule.t0)
 
         def velocity(phi: torch.Tensor, t: float, k: int) -> torch.Tensor:
             self.evaluations += 1
             state = (lambda name, context: self.bank.carry((k, name), context, dim=-2)) if stateful else None
-            return self.net(phi, x, torch.full((1,), t), poses, state)
+            return self.net(phi, x, torch.full((1,), t), poses, state, cond)
 
         out = midpoint_solve(velocity, phi, self.schedule)
         self.frames_done += count
