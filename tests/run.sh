@@ -19,6 +19,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v festival >/dev/null 2>&1 || missing+=(festival festvox-kallpc16k)
+# the second festival voice of the held-out sets (streamrt/speech.py: FESTIVAL_VOICES)
+[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
 [ -e /usr/share/openal/hrtf/default-48000.mhr ] || missing+=(libopenal-data)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -1,5 +1,5 @@
 """BinauralFlow's geometric warp of the condition: the far ear gets the spherical head's time difference, the near ear
-none, per frame (so it streams), and a frontal source leaves the duplicated mono signal unchanged."""
+none; the head shadow makes the near ear louder at high frequencies; all per frame (so it streams)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from pipelines.binauralflow.model import CausalUNet
 from pipelines.binauralflow.poses import make_pose
 from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE, mono_features
 from pipelines.binauralflow.train import TINY
-from pipelines.binauralflow.warp import HEAD_RADIUS_M, SPEED_OF_SOUND, ear_delays, warp_pair, woodworth_itd
+from pipelines.binauralflow.warp import (
+    HEAD_RADIUS_M,
+    SPEED_OF_SOUND,
+    ear_delays,
+    ear_gains,
+    warp_pair,
+    woodworth_itd,
+)
 
 LISTENER = make_pose((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0), "listener")
 
@@ -93,12 +100,28 @@ def test_warped_pair_resynthesises_to_the_delayed_signal():
     assert np.sqrt(np.mean((right[core] - shifted) ** 2)) < 0.1 * np.sqrt(np.mean(shifted**2))
 
 
-def test_warp_is_per_frame_and_leaves_a_frontal_source_as_mono():
+def test_head_shadow_makes_the_near_ear_louder_at_high_frequencies_only():
+    gains = ear_gains(poses_at((0.0, 1.5, 0.0), (1.5, 0.0, 0.0), (0.0, 0.75, 0.0)), SAMPLE_RATE, N_FFT, 256)
+    db = 20 * torch.log10(gains)
+    left, front, near = db
+    ild = left[0] - left[1]  # source on the left: left ear minus right ear, per bin
+    assert abs(float(ild[1])) < 1.0  # ~90 Hz: the head is small against the wavelength
+    assert 3.0 < float(ild[11]) < 8.0  # ~1 kHz
+    assert float(ild[86]) > 12.0  # ~8 kHz
+    assert bool((ild[1:].diff() > -1e-4).all())  # grows with frequency
+    assert torch.allclose(front[0], front[1])  # a frontal source: no level difference
+    # 1/distance: half the distance, +6 dB in both ears, the shadow unchanged
+    assert torch.allclose(near - left, torch.full_like(near, 20 * math.log10(2)), atol=1e-3)
+
+
+def test_warp_is_per_frame_and_leaves_a_frontal_source_equal_in_both_ears():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, 6, 256, generator=g)
-    front = poses_at(*[(2.0, 0.0, 0.0)] * 6)[None]
+    front = poses_at(*[(1.0, 0.0, 0.0)] * 6)[None]
     pair = warp_pair(x, ear_delays(front, SAMPLE_RATE), N_FFT)
     assert torch.allclose(pair, torch.cat([x, x], dim=1), atol=1e-5)
+    shaded = warp_pair(x, ear_delays(front, SAMPLE_RATE), N_FFT, ear_gains(front, SAMPLE_RATE, N_FFT, 256))
+    assert torch.allclose(shaded[:, :2], shaded[:, 2:], atol=1e-5)
     # moving the source in frame 3 changes frame 3 of the pair only (causal, streams frame by frame)
     moved = front.clone()
     moved[0, 3, 1] = 1.5
@@ -112,8 +135,9 @@ def test_network_condition_is_the_warped_pair_only_when_configured():
     x = torch.randn(1, 2, 4, 256, generator=g)
     poses = poses_at(*[(0.0, -1.5, 0.0)] * 4)[None]
     warped = CausalUNet(TINY)
+    gains = ear_gains(poses, SAMPLE_RATE, N_FFT, 256) ** TINY.spec_exponent  # on compressed magnitudes
     assert TINY.warp and torch.allclose(
-        warped.pair(x, poses), warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT)
+        warped.pair(x, poses), warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT, gains)
     )
     plain = CausalUNet(TINY.__class__(**{**TINY.to_dict(), "warp": False}))
     assert torch.equal(plain.pair(x, poses), torch.cat([x, x], dim=1))

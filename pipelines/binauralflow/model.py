@@ -29,7 +29,7 @@ from torch import nn
 
 from buffers.conv_state import ContextCarry
 from pipelines.binauralflow.poses import relative_position
-from pipelines.binauralflow.warp import ear_delays, warp_pair
+from pipelines.binauralflow.warp import ear_delays, ear_gains, warp_pair
 
 N_BINS = 256  # bins 0..255 of the 257 of a 512-point STFT (the Nyquist bin carries nothing in speech)
 STATE_CHANNELS = 4  # phi_t: left re, left im, right re, right im
@@ -82,7 +82,8 @@ class UNetConfig:
     # computed from the two poses: interaural level and time differences are functions of the direction
     pose_direction: bool = False
     # the condition pair x that the flow starts from (z = x + sigma eps) and the network sees: False, the mono signal
-    # in both ears (the paper); True, each ear's copy delayed by the spherical-head ITD of the poses (``warp``)
+    # in both ears (the paper); True, each ear's copy as a spherical head predicts it from the poses (``warp``: the
+    # time difference, the head shadow and 1/distance)
     warp: bool = False
     # where the network learns what frequency a feature is at: "channels", the fixed sin/cos channels of
     # ``freq_periods`` as inputs of the first convolution; "bias", a learned (channel x bin) map added after it,
@@ -269,7 +270,9 @@ class CausalUNet(nn.Module):
     def pair(self, x: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """The condition pair (B, 4, T, F) of mono features x (B, 2, T, F): the flow's start is pair + sigma eps."""
         if self.config.warp:
-            return warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT)
+            # the features are compressed magnitudes (|X| ** spec_exponent), so a gain g on X is g ** spec_exponent
+            gains = ear_gains(poses, SAMPLE_RATE, N_FFT, x.shape[-1]) ** self.config.spec_exponent
+            return warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT, gains)
         return torch.cat([x, x], dim=1)
 
     def causal_layers(self) -> list[str]:

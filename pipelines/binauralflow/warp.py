@@ -1,5 +1,6 @@
-"""Geometric time warp of the mono condition: each ear hears the mono signal delayed by the path difference a
-spherical head predicts (Woodworth's formula), before the flow starts.
+"""Geometric warp of the mono condition by a spherical head: each ear hears the mono signal delayed by the path
+difference (Woodworth's formula), shadowed by the head (Brown and Duda's one-pole/one-zero head-shadow magnitude) and
+attenuated by the distance (1/r), before the flow starts.
 
 Why: BinauralFlow's early skip starts the solver at phi_t0 = x + (1 - t0) sigma eps, where x is the condition put in
 both ears. With x the plain duplicated mono signal that start carries no interaural time difference, and a network
@@ -8,6 +9,10 @@ source at 90 degrees (target 36). Warping x geometrically, as WarpNet (Richard e
 neural stage, puts the time difference into the condition and so into the start; the flow then only has to refine
 what a sphere cannot predict (the pinnae, the room). With ``UNetConfig.warp`` off, x is the duplicated mono signal
 exactly as the paper has it.
+
+The level part follows the same reasoning for the interaural level difference: a model trained on the time warp
+alone came out with a level difference of 1.3-1.5 dB at 90 degrees (target 4.6). The shadow is applied as a magnitude
+only (its phase would add ~10 samples to the time difference that Woodworth's formula already gives).
 
 The delay is applied per STFT frame as a linear phase across the bins: delaying by tau samples turns bin k by
 -2 pi k tau / n_fft. It is a function of the frame's poses only, so it is causal and streams frame by frame; for
@@ -24,6 +29,12 @@ from pipelines.binauralflow.poses import relative_position
 
 HEAD_RADIUS_M = 0.0875  # the usual adult head radius of the spherical-head model
 SPEED_OF_SOUND = 343.0  # m/s at 20 degrees C
+# Brown and Duda (1998), "A structural model for binaural sound synthesis": the head shadow's zero moves with the
+# angle between the source and the ear, from alpha = 2 (+6 dB at high frequencies, facing the ear) to ALPHA_MIN at
+# THETA_MIN degrees (-20 dB, the far side)
+ALPHA_MIN = 0.1
+THETA_MIN_DEG = 150.0
+MIN_DISTANCE_M = 0.25  # 1/r is held below this, so that a source on the listener's head stays finite
 
 
 def woodworth_itd(lateral_sine: torch.Tensor) -> torch.Tensor:
@@ -45,13 +56,36 @@ def ear_delays(poses: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return torch.stack([left, right], dim=-1)
 
 
-def warp_pair(x: torch.Tensor, delays: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """Mono features (B, 2, T, F) (re, im per bin k = 0..F-1 of an n_fft STFT) and per-frame ear delays (B, T, 2)
-    in samples -> the pair (B, 4, T, F): left re, left im, right re, right im, each ear's copy delayed."""
+def ear_gains(poses: torch.Tensor, sample_rate: int, n_fft: int, bins: int) -> torch.Tensor:
+    """(..., 14) speaker + listener poses -> (..., 2, bins) magnitude gains of the left and right ear per STFT bin:
+    the head-shadow magnitude |(1 + j alpha w / 2 w0) / (1 + j w / 2 w0)|, w0 = c / r_head, times 1/distance."""
+    rel = relative_position(poses[..., :7], poses[..., 7:])
+    distance = torch.linalg.vector_norm(rel, dim=-1)
+    direction = rel / distance.clamp_min(1e-3)[..., None]
+    ears = torch.tensor(
+        [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]], dtype=rel.dtype, device=rel.device
+    )  # +y is the left
+    theta = (direction @ ears.T).clamp(-1.0, 1.0).acos()  # (..., 2) angle between the source and each ear
+    alpha = 1 + ALPHA_MIN / 2 + (1 - ALPHA_MIN / 2) * torch.cos(theta * (180.0 / THETA_MIN_DEG))
+    omega = 2 * math.pi * torch.arange(bins, dtype=rel.dtype, device=rel.device) * sample_rate / n_fft
+    ratio = omega / (2 * SPEED_OF_SOUND / HEAD_RADIUS_M)  # w / 2 w0
+    shadow = ((1 + (alpha[..., None] * ratio) ** 2) / (1 + ratio**2)).sqrt()
+    return shadow / distance.clamp_min(MIN_DISTANCE_M)[..., None, None]
+
+
+def warp_pair(
+    x: torch.Tensor, delays: torch.Tensor, n_fft: int, gains: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mono features (B, 2, T, F) (re, im per bin k = 0..F-1 of an n_fft STFT), per-frame ear delays (B, T, 2) in
+    samples and optional magnitude gains (B, T, 2, F) -> the pair (B, 4, T, F): left re, left im, right re, right im,
+    each ear's copy delayed (and scaled)."""
     f = x.shape[-1]
     k = torch.arange(f, dtype=x.dtype, device=x.device)
     angle = -2 * math.pi / n_fft * delays.to(x.dtype)[..., None] * k  # (B, T, 2, F)
-    cos, sin = angle.cos().permute(0, 2, 1, 3), angle.sin().permute(0, 2, 1, 3)  # (B, 2 ears, T, F)
+    cos, sin = angle.cos(), angle.sin()
+    if gains is not None:
+        cos, sin = cos * gains, sin * gains
+    cos, sin = cos.permute(0, 2, 1, 3), sin.permute(0, 2, 1, 3)  # (B, 2 ears, T, F)
     re, im = x[:, 0:1], x[:, 1:2]
     out_re = re * cos - im * sin
     out_im = re * sin + im * cos
