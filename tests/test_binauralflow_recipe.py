@@ -129,12 +129,6 @@ def test_trained_default_without_early_skip_puts_a_left_source_earlier_in_the_le
         assert side * lead > 0, (side, lead)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with early skip (NFE 6) the solver starts from the mono signal's phase and the default keeps it: the "
-    "interaural time difference it learned shows only without the skip (card: Limitations); strict, so a default "
-    "that keeps it turns this into a failure until the mark is removed",
-)
 def test_trained_default_puts_a_left_source_earlier_in_the_left_ear(default_renders):
     for side in (1.0, -1.0):
         _, lead = default_renders[(side, 6)]

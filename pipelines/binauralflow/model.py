@@ -104,7 +104,14 @@ class UNetConfig:
 # The embedded default: sized so that NFE 6 streams faster than real time on 2 CPU cores (bench "binauralflow"), on
 # amplitude-compressed spectra (more of speech's bins above the flow's start noise) with the "target" head (the
 # poses reach the output as a per-bin gain; with the "velocity" head a trained model ignored them).
-SMALL = UNetConfig(spec_exponent=0.5, head="target", pose_direction=True, warp=True, freq_embedding="bias")
+SMALL = UNetConfig(
+    channels=(4, 8, 12, 16, 24),
+    spec_exponent=0.5,
+    head="target",
+    pose_direction=True,
+    warp=True,
+    freq_embedding="bias",
+)
 # The paper's scale (~78 M parameters); a GPU model.
 FULL = UNetConfig(
     channels=(64, 128, 256, 512, 512),
