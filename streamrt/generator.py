@@ -67,6 +67,10 @@ class GeneratorSpec:
     output_chunk: int = 1
     latency: int = 0
     lookahead: int = 0
+    # Intra-op threads the generator runs fastest with on a CPU, when fewer than torch's default (one per core):
+    # small convolutions lose more to splitting across threads than they gain. ``render`` uses it unless the user
+    # set OMP_NUM_THREADS; None: torch's default.
+    cpu_threads: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (for ``streamrt pipelines`` and ``GET /api/pipelines``)."""
@@ -83,6 +87,7 @@ class GeneratorSpec:
             "output_chunk": self.output_chunk,
             "latency": self.latency,
             "lookahead": self.lookahead,
+            "cpu_threads": self.cpu_threads,
             "params": self.params.json_schema(),
         }
 

@@ -34,6 +34,7 @@ from streamrt.loading import with_runtime_features
 from streamrt.params import parse_assignments
 from streamrt.render_audio import AudioRenderResult, check_chunk_ms, render_audio
 from streamrt.session import Session, next_output, ticks
+from streamrt.threads import preferred_cpu_threads
 from transport.files import AudioSpec, MediaReader, MediaWriter, check_output_path, open_input
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,10 @@ def render(
             )
         reader = open_input(input, need_video=MediaKind.VIDEO in spec.inputs)
         if audio_only:
-            return _run_audio(
-                cls, params, reader, output, started, model, checkpoint, device, chunk_ms, progress
-            )
+            with preferred_cpu_threads(spec, device):
+                return _run_audio(
+                    cls, params, reader, output, started, model, checkpoint, device, chunk_ms, progress
+                )
     else:
         if spec.inputs and not spec.input_optional:
             kinds = "/".join(k.value for k in spec.inputs)

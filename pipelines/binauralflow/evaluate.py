@@ -21,14 +21,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from buffers.stft import stft
-from pipelines.binauralflow.flow import Schedule
+from buffers.stft import istft, stft
+from pipelines.binauralflow.flow import Schedule, compress, decompress
 from pipelines.binauralflow.generator import read_model
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
 from pipelines.binauralflow.model import CausalUNet
 from pipelines.binauralflow.simulate import LISTENER, ROOM, SPEECH_RMS, dsp_render, render, sample_position
-from pipelines.binauralflow.streaming import HOP, N_FFT, SAMPLE_RATE, render_offline
+from pipelines.binauralflow.streaming import (
+    HOP,
+    N_FFT,
+    SAMPLE_RATE,
+    TAIL_PADDING,
+    mono_features,
+    render_offline,
+    stereo_spectrum,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,20 @@ def model_render(net: CausalUNet, mono: torch.Tensor, position: np.ndarray, nfe:
     return render_offline(net, mono, Schedule(12, nfe), seed, constant_poses(position))
 
 
+def warp_render(net: CausalUNet, mono: torch.Tensor, position: np.ndarray) -> torch.Tensor:
+    """The condition pair alone as audio (no flow): what the spherical head of ``warp`` predicts from the poses, the
+    floor the network has to improve on. The mono signal in both ears for a model without the warp."""
+    poses = constant_poses(position)
+    spec = stft(F.pad(mono, (0, TAIL_PADDING)), N_FFT, HOP, padding="causal")
+    cfg = net.config
+    x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
+    with torch.no_grad():
+        pair = net.pair(x, poses(torch.arange(x.shape[2]))[None])
+    out = decompress(stereo_spectrum(pair), cfg.spec_exponent, cfg.spec_scale)
+    n = mono.shape[-1]
+    return istft(out, N_FFT, HOP, padding="causal", length=n + TAIL_PADDING)[..., :n]
+
+
 def held_out_speech(data_dir: Path, utterances: int, seed: int, quick: bool) -> dict[str, list[torch.Tensor]]:
     """Utterances never used in training: espeak-ng with other sentences and seed, and festival's voices."""
     from streamrt import speech
@@ -92,7 +115,7 @@ def evaluate(
 ) -> dict:
     hrtf = load_mhr(hrtf_path)
     rng = np.random.default_rng(10_000 + seed)
-    systems = ("binauralflow", "dsp", "mono")
+    systems = ("binauralflow", "dsp", "mono") + (("warp",) if net.config.warp else ())
     totals: dict[str, dict[str, list[float]]] = {s: {"l2": [], "amplitude": [], "phase": []} for s in systems}
     per_set: dict[str, dict[str, dict[str, float]]] = {}
     for name, utts in speech_sets.items():
@@ -108,6 +131,8 @@ def evaluate(
                     "dsp": dsp_render(mono, position, hrtf),
                     "mono": mono.expand(2, -1),
                 }
+                if net.config.warp:
+                    preds["warp"] = warp_render(net, mono, position)
                 for s, pred in preds.items():
                     for k, v in metrics(pred, target).items():
                         scores[s][k].append(v)
@@ -131,6 +156,8 @@ def lateral_cues(net: CausalUNet, mono: torch.Tensor, hrtf_path: Path = DEFAULT_
             "binauralflow_nfe12": model_render(net, mono, position, nfe=12),
             "dsp": dsp_render(mono, position, hrtf),
         }
+        if net.config.warp:
+            renders["warp"] = warp_render(net, mono, position)
         out[side] = {
             k: dict(zip(("ild_db", "itd_samples"), interaural(v), strict=True)) for k, v in renders.items()
         }
@@ -153,6 +180,8 @@ def ild_by_azimuth(
                 "dsp": interaural(dsp_render(mono, position, hrtf))[0],
             }
         )
+        if net.config.warp:
+            rows[-1]["warp"] = interaural(warp_render(net, mono, position))[0]
     return {"rows": rows}
 
 
