@@ -152,7 +152,7 @@ def lateral_cues(net: CausalUNet, mono: torch.Tensor, hrtf_path: Path = DEFAULT_
         renders = {
             "target": render(mono, position, hrtf, ROOM),
             "binauralflow": model_render(net, mono, position),
-            # the full schedule (no early skip): the interaural time difference survives only there (card)
+            # the full schedule (no early skip): without the warp the time difference survived only there (card)
             "binauralflow_nfe12": model_render(net, mono, position, nfe=12),
             "dsp": dsp_render(mono, position, hrtf),
         }
