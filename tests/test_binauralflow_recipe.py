@@ -44,7 +44,9 @@ def test_quick_recipe_trains_saves_and_evaluates(tmp_path):
     for name in ("model.safetensors", "config.json", "train_metrics.json", "eval_metrics.json", "plot.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "eval_metrics.json").read_text())
-    assert set(metrics["overall"]) == {"binauralflow", "dsp", "mono"}
+    # the recipe's model warps its condition, so the warp alone is scored as a baseline too
+    assert set(metrics["overall"]) == {"binauralflow", "dsp", "mono", "warp"}
+    assert "warp" in metrics["lateral"]["left"] and "warp" in metrics["ild_by_azimuth"]["rows"][0]
     assert all(np.isfinite(v) for m in metrics["overall"].values() for v in m.values())
     BinauralFlowGenerator.load(model=str(out))  # the folder is a loadable model
 
