@@ -109,8 +109,11 @@ def test_bench_rows_have_the_issue_fields(capsys):
         "--warmup",
         "0",
     ]
-    assert main([*argv, "--threads", "1", "--bf16"]) == 0, capsys.readouterr().err
+    assert main([*argv, "--threads", "1", "--bf16", "--precisions", "int8"]) == 0, capsys.readouterr().err
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"suite", "model", "params", "offline_speed", "stream_speed_20ms"} <= set(row)
     assert row["suite"] == "ap-bwe" and row["model"] == "default" and row["params"] == 2_722_691
     assert row["offline_speed"] > 0 and row["stream_speed_20ms"] > 0 and row["stream_speed_20ms_bf16"] > 0
+    assert row["offline_speed_int8"] > 0 and row["stream_speed_20ms_int8"] > 0
+    assert main([*argv, "--precisions", "float16"]) != 0
+    assert "float16" in capsys.readouterr().err
