@@ -219,6 +219,13 @@ class FrameQueue(Generic[T]):
                 return None
             return self._pop()
 
+    def pop_if(self, accept: Callable[[T], bool]) -> T | None:
+        """The first item if there is one and ``accept`` takes it, else None (it stays first). Never waits."""
+        with self._lock:
+            if self._items and accept(self._items[0]):
+                return self._pop()
+            return None
+
     async def aget(self) -> T:
         """Coroutine get: waits on the event loop, never blocks it."""
         while True:

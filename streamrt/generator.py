@@ -71,6 +71,10 @@ class GeneratorSpec:
     # small convolutions lose more to splitting across threads than they gain. ``render`` uses it unless the user
     # set OMP_NUM_THREADS; None: torch's default.
     cpu_threads: int | None = None
+    # The output does not depend on how the audio input is cut into pushes (exact streaming), so a session that has
+    # fallen behind may join the audio frames waiting in its queue into one push (``Session``): larger chunks cost
+    # less per second of audio, and the session catches up instead of falling further behind.
+    joins_audio: bool = False
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (for ``streamrt pipelines`` and ``GET /api/pipelines``)."""
@@ -88,6 +92,7 @@ class GeneratorSpec:
             "latency": self.latency,
             "lookahead": self.lookahead,
             "cpu_threads": self.cpu_threads,
+            "joins_audio": self.joins_audio,
             "params": self.params.json_schema(),
         }
 

@@ -7,14 +7,18 @@ the output queue; nothing else is affected.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from fractions import Fraction
 
+import torch
+
 from buffers.queues import FrameQueue, QueueClosed, QueuePolicy, QueueStats
 from streamrt.errors import StreamrtError
 from streamrt.frames import (
+    AudioFrame,
     ControlFrame,
     DataFrame,
     EndOfStream,
@@ -27,6 +31,9 @@ from streamrt.generator import Generator, kind_of
 from streamrt.metrics import SessionMetrics
 
 log = logging.getLogger(__name__)
+
+# A session that fell behind joins at most this much waiting audio into one push (``GeneratorSpec.joins_audio``).
+MAX_JOINED_AUDIO_S = 0.2
 
 # Metadata key for the wall-clock (perf_counter) time a frame was captured or read: latency is measured from it.
 CAPTURE_TIME = "t_capture"
@@ -139,11 +146,37 @@ class Session:
         if self.bypass_unhandled and kind_of(item) not in gen.spec.inputs:
             self._emit(item)
             return False
+        if isinstance(item, AudioFrame) and gen.spec.joins_audio:
+            item = self._join_waiting_audio(item)
         self._timed(gen.push, item)
         ssf = getattr(gen, "ssf", None)  # a SimilarityFilteredGenerator reports its skips
         if ssf is not None:
             self.metrics.ssf_skips = ssf.skipped
         return False
+
+    def _join_waiting_audio(self, first: AudioFrame) -> AudioFrame:
+        """``first`` joined with the audio frames that continue it in the input queue, up to MAX_JOINED_AUDIO_S."""
+        limit = round(first.sample_rate * MAX_JOINED_AUDIO_S)
+        parts = [first.data]
+        end = first.pts + first.samples
+
+        def continues(item: Frame) -> bool:
+            return (
+                isinstance(item, AudioFrame)
+                and item.sample_rate == first.sample_rate
+                and item.channels == first.channels
+                and item.time_base == first.time_base
+                and item.pts == end
+                and end - first.pts + item.samples <= limit
+            )
+
+        while (nxt := self.input.pop_if(continues)) is not None:
+            self.metrics.frame_in()
+            parts.append(nxt.data)
+            end += nxt.samples
+        if len(parts) == 1:
+            return first
+        return dataclasses.replace(first, data=torch.cat(parts, dim=1))
 
     def _timed(self, fn, *args) -> None:
         start = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from fractions import Fraction
@@ -311,3 +312,58 @@ def test_newest_only_input_keeps_latency_flat_with_slow_generator():
     assert lossless[-1] > 5 * delay, lossless
     assert lossless[-1] > 2 * max(newest)
     assert lossless[-1] > 3 * lossless[0]
+
+
+class AudioRecorder(Generator):
+    """Records the audio pushes it gets (their pts and lengths) and returns them unchanged."""
+
+    spec = GeneratorSpec(
+        name="audio-recorder",
+        description="test generator",
+        inputs=(MediaKind.AUDIO,),
+        outputs=(MediaKind.AUDIO,),
+        sample_rate=48_000,
+        channels=1,
+        joins_audio=True,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pushes: list[tuple[int, int]] = []
+
+    def process(self, frame: DataFrame) -> list[DataFrame]:
+        assert isinstance(frame, AudioFrame)
+        self.pushes.append((frame.pts, frame.samples))
+        return [frame]
+
+
+def audio(pts: int, samples: int = 960) -> AudioFrame:
+    return AudioFrame(
+        data=torch.arange(pts, pts + samples, dtype=torch.float32)[None], sample_rate=48_000, pts=pts
+    )
+
+
+@pytest.mark.parametrize("joins", [True, False])
+def test_a_session_behind_joins_waiting_audio_that_continues(joins):
+    gen = AudioRecorder()
+    if not joins:
+        gen.spec = dataclasses.replace(AudioRecorder.spec, joins_audio=False)
+    gen.prepare()
+    s = Session(gen, input_size=32)
+    # queued before the worker starts, as if it had fallen behind: 12 contiguous 20 ms frames, a gap, then 2 more
+    frames = [audio(960 * i) for i in range(12)] + [audio(960 * 20), audio(960 * 21)]
+    for f in frames:
+        s.submit(f)
+    s.end()
+    s.start()
+    out = collect(s)
+    data = [f for f in out if isinstance(f, AudioFrame)]
+    assert torch.equal(
+        torch.cat([f.data for f in data], 1), torch.cat([f.data for f in frames], 1)
+    )  # nothing lost
+    if joins:
+        # the first push takes up to 200 ms (10 frames); the gap is never bridged
+        assert gen.pushes == [(0, 9600), (9600, 1920), (19200, 1920)]
+    else:
+        assert gen.pushes == [(f.pts, f.samples) for f in frames]
+    assert s.metrics.frames_in == len(frames)

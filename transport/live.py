@@ -359,7 +359,7 @@ class LiveSession:
             elif isinstance(item, AudioFrame):
                 for a in self.audio_tracks:
                     with contextlib.suppress(QueueClosed):
-                        a.queue.put_nowait(item)
+                        a.offer(item)
             elif isinstance(item, ErrorEvent):
                 self.error = item.message
                 self._broadcast({"type": "error", "message": item.message, "exception": item.exception_type})

@@ -8,6 +8,7 @@ must see time advance as the frames are really produced.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from fractions import Fraction
@@ -158,6 +159,19 @@ class GeneratedAudioTrack(MediaStreamTrack):
         # ~1 s of 20 ms chunks: audio must not be dropped while the encoder keeps up, but stays bounded if it does not.
         self.queue: FrameQueue[AudioFrame] = FrameQueue(50, QueuePolicy.DROP_OLDEST, name="audio.sink")
         self._samples = 0
+
+    def offer(self, frame: AudioFrame) -> None:
+        """Queue generated audio for sending, in pieces of at most 20 ms: a generator may return a longer chunk (a
+        session that fell behind joins its input, ``GeneratorSpec.joins_audio``), and one RTP packet carries 20 ms.
+        Raises ``QueueClosed`` once the track has stopped."""
+        step = max(1, frame.sample_rate // 50)
+        for start in range(0, frame.samples, step):
+            piece = frame.data[:, start : start + step]
+            self.queue.put_nowait(
+                dataclasses.replace(frame, data=piece, pts=frame.pts + start)
+                if frame.samples > step
+                else frame
+            )
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":

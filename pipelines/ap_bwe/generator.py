@@ -53,6 +53,8 @@ def latency_samples(config: APBWEConfig = FULL_SIZE) -> int:
 class APBWEGenerator(Generator):
     spec = GeneratorSpec(
         name="ap-bwe",
+        # exact streaming: any chunking gives the same output, so a session that fell behind may join chunks
+        joins_audio=True,
         description=(
             "AP-BWE speech bandwidth extension (Lu et al. 2024): parallel amplitude and phase ConvNeXt streams; "
             "narrowband speech at target_rate in, wideband out, streamed exactly (equal to offline)."

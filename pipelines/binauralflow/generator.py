@@ -118,6 +118,8 @@ def read_model(folder: str | Path | None = None, checkpoint: str | Path | None =
 class BinauralFlowGenerator(Generator):
     spec = GeneratorSpec(
         name="binauralflow",
+        # exact streaming: any chunking gives the same output, so a session that fell behind may join chunks
+        joins_audio=True,
         # its 4-24-channel convolutions run faster on one thread than split over two (bench binauralflow --threads)
         cpu_threads=1,
         description="BinauralFlow: binaural speech from mono audio and speaker/listener poses (flow matching, "
