@@ -3,6 +3,7 @@ none; the head shadow makes the near ear louder at high frequencies; all per fra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -139,5 +140,5 @@ def test_network_condition_is_the_warped_pair_only_when_configured():
     assert TINY.warp and torch.allclose(
         warped.pair(x, poses), warp_pair(x, ear_delays(poses, SAMPLE_RATE), N_FFT, gains)
     )
-    plain = CausalUNet(TINY.__class__(**{**TINY.to_dict(), "warp": False}))
+    plain = CausalUNet(dataclasses.replace(TINY, warp=False))
     assert torch.equal(plain.pair(x, poses), torch.cat([x, x], dim=1))

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> Iterator[Row]:
     extra = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if args.bf16 and "bfloat16" not in extra:
         extra.append("bfloat16")
-    bad = sorted(set(extra) - set(PRECISIONS) - {"float32"})
+    bad = sorted(set(extra) - set(PRECISIONS))
     if bad:
         from streamrt.errors import ParamError
 

@@ -152,10 +152,7 @@ class PackedAPBWE:
     def with_int8(self) -> PackedAPBWE:
         """A copy whose linear layers run as int8 matmuls (``Int8Linear``): the weights take a quarter of the
         memory, and in small chunks, where every chunk reads all of them, that is what the time goes to."""
-
-        def q(w: torch.Tensor, b: torch.Tensor) -> Int8Linear:
-            return Int8Linear(w, b)
-
+        q = Int8Linear
         return replace(
             self,
             pre_w=[q(w, b) for w, b in zip(self.pre_w, self.pre_b, strict=True)],
@@ -192,7 +189,6 @@ class Int8Linear:
             warnings.simplefilter("ignore", UserWarning)
             qw = torch.quantize_per_channel(wt, scale, zero, 0, torch.qint8)
         self.packed = torch.ops.quantized.linear_prepack(qw, bias.detach().to(torch.float32).contiguous())
-        self.in_features = wt.shape[1]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # reduce_range: 7-bit activations, so that AVX2's 16-bit pairwise sums of u8 x s8 products cannot saturate

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from buffers.stft import istft, stft
+from buffers.stft import stft
 from pipelines.binauralflow.flow import Schedule, compress, decompress
 from pipelines.binauralflow.generator import read_model
 from pipelines.binauralflow.hrtf import DEFAULT_MHR, load_mhr
@@ -33,7 +32,7 @@ from pipelines.binauralflow.streaming import (
     HOP,
     N_FFT,
     SAMPLE_RATE,
-    TAIL_PADDING,
+    frames_offline,
     mono_features,
     render_offline,
     stereo_spectrum,
@@ -77,15 +76,15 @@ def model_render(net: CausalUNet, mono: torch.Tensor, position: np.ndarray, nfe:
 def warp_render(net: CausalUNet, mono: torch.Tensor, position: np.ndarray) -> torch.Tensor:
     """The condition pair alone as audio (no flow): what the spherical head of ``warp`` predicts from the poses, the
     floor the network has to improve on. The mono signal in both ears for a model without the warp."""
-    poses = constant_poses(position)
-    spec = stft(F.pad(mono, (0, TAIL_PADDING)), N_FFT, HOP, padding="causal")
-    cfg = net.config
-    x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
-    with torch.no_grad():
-        pair = net.pair(x, poses(torch.arange(x.shape[2]))[None])
-    out = decompress(stereo_spectrum(pair), cfg.spec_exponent, cfg.spec_scale)
-    n = mono.shape[-1]
-    return istft(out, N_FFT, HOP, padding="causal", length=n + TAIL_PADDING)[..., :n]
+    poses, cfg = constant_poses(position), net.config
+
+    def pair_frames(spec: torch.Tensor) -> torch.Tensor:
+        x = mono_features(compress(spec, cfg.spec_exponent, cfg.spec_scale))
+        with torch.no_grad():
+            pair = net.pair(x, poses(torch.arange(x.shape[2]))[None])
+        return decompress(stereo_spectrum(pair), cfg.spec_exponent, cfg.spec_scale)
+
+    return frames_offline(mono, pair_frames)
 
 
 def held_out_speech(data_dir: Path, utterances: int, seed: int, quick: bool) -> dict[str, list[torch.Tensor]]:

@@ -26,11 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from streamrt.errors import ParamError
+
+if TYPE_CHECKING:
+    from pipelines.binauralflow.model import Condition
 
 SIGMA = 0.5
 
@@ -99,19 +103,21 @@ def flow_matching_loss(
     poses: torch.Tensor,
     gen: torch.Generator | None = None,
     sigma: float = SIGMA,
-    pair: torch.Tensor | None = None,
+    cond: Condition | None = None,
 ) -> torch.Tensor:
     """L1 between net(phi_t, x, t, poses) and v = y - z. y (B, 4, T, F), x (B, 2, T, F), poses (B, T, 14).
 
-    ``pair`` is the condition the start is drawn around, z = pair + sigma eps (B, 4, T, F); by default the mono x
-    duplicated to both ears (the paper), else the network's own (``CausalUNet.pair``, e.g. geometrically warped)."""
+    The start is drawn around a condition pair, z = pair + sigma eps (B, 4, T, F): by default the mono x duplicated
+    to both ears (the paper); with ``cond`` (``CausalUNet.condition(x, poses)``) the network's own pair (e.g.
+    geometrically warped), and ``cond`` goes to the network too, which then does not compute it again."""
     b = y.shape[0]
     # drawn on the CPU generator, then moved: a run draws the same numbers on any device
     t = torch.rand(b, generator=gen).to(y.device)
     eps = torch.randn(y.shape, generator=gen).to(y.device)
-    z = flow_start(duplicate_mono(x) if pair is None else pair, eps, sigma)
+    z = flow_start(duplicate_mono(x) if cond is None else cond.pair, eps, sigma)
     phi = interpolate(y, z, t)
-    return F.l1_loss(net(phi, x, t, poses), y - z)
+    v = net(phi, x, t, poses) if cond is None else net(phi, x, t, poses, cond=cond)
+    return F.l1_loss(v, y - z)
 
 
 @dataclass(frozen=True)

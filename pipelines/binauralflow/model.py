@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from buffers.conv_state import ContextCarry
-from pipelines.binauralflow.poses import relative_position
+from pipelines.binauralflow.poses import source_direction
 from pipelines.binauralflow.warp import ear_delays, ear_gains, warp_pair
 
 N_BINS = 256  # bins 0..255 of the 257 of a 512-point STFT (the Nyquist bin carries nothing in speech)
@@ -367,14 +367,6 @@ class CausalUNet(nn.Module):
         estimate = _cmul(a, x2) + _cmul(b_, phi) - phi
         remaining = (1 - t.reshape(b, -1)).clamp_min(1 / 12).expand(b, n)[:, None, :, None]
         return d + estimate / remaining
-
-
-def source_direction(poses: torch.Tensor) -> torch.Tensor:
-    """(..., 14) speaker + listener poses -> (..., 4): the unit direction of the speaker in the listener's head frame
-    (+x front, +y left, +z up) and the distance in metres."""
-    rel = relative_position(poses[..., :7], poses[..., 7:])
-    distance = torch.linalg.vector_norm(rel, dim=-1, keepdim=True)
-    return torch.cat([rel / distance.clamp_min(1e-3), distance], dim=-1)
 
 
 def _cmul(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -90,6 +90,14 @@ def relative_position(speaker: torch.Tensor, listener: torch.Tensor) -> torch.Te
     return rotate(q, speaker[..., :3] - listener[..., :3])
 
 
+def source_direction(poses: torch.Tensor) -> torch.Tensor:
+    """(..., 14) speaker + listener poses -> (..., 4): the unit direction of the speaker in the listener's head frame
+    (+x front, +y left, +z up) and the distance in metres."""
+    rel = relative_position(poses[..., :7], poses[..., 7:])
+    distance = torch.linalg.vector_norm(rel, dim=-1, keepdim=True)
+    return torch.cat([rel / distance.clamp_min(1e-3), distance], dim=-1)
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """Time-varying poses: ``times`` (N,) increasing seconds, ``speaker`` and ``listener`` (N, 7)."""

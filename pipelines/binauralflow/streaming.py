@@ -153,7 +153,12 @@ def render_offline(
     net: CausalUNet, mono: torch.Tensor, schedule: Schedule, seed: int, poses: PoseFn
 ) -> torch.Tensor:
     """The whole signal at once: (1, S) -> (2, S). The reference the stream must reproduce."""
+    return frames_offline(mono, lambda spec: FrameRenderer(net, schedule, seed, poses)(spec, stateful=False))
+
+
+def frames_offline(mono: torch.Tensor, frames: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """(1, S) -> (2, S) through the causal STFT (tail padding included), ``frames`` (complex mono (1, 257, T) ->
+    complex binaural (2, 257, T)) and the ISTFT, trimmed to the input's length."""
     spec = stft(F.pad(mono, (0, TAIL_PADDING)), N_FFT, HOP, padding="causal")
-    out = FrameRenderer(net, schedule, seed, poses)(spec, stateful=False)
     n = mono.shape[-1]
-    return istft(out, N_FFT, HOP, padding="causal", length=n + TAIL_PADDING)[..., :n]
+    return istft(frames(spec), N_FFT, HOP, padding="causal", length=n + TAIL_PADDING)[..., :n]

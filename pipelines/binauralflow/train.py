@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(range(steps), desc="binauralflow", disable=args.no_progress)
     for step in bar:
         x, y, poses = (v.to(device) for v in sampler.batch(args.batch))
-        loss = flow_matching_loss(net, y, x, poses, gen, pair=net.pair(x, poses))
+        loss = flow_matching_loss(net, y, x, poses, gen, cond=net.condition(x, poses))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

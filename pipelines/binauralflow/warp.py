@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from pipelines.binauralflow.poses import relative_position
+from pipelines.binauralflow.poses import source_direction
 
 HEAD_RADIUS_M = 0.0875  # the usual adult head radius of the spherical-head model
 SPEED_OF_SOUND = 343.0  # m/s at 20 degrees C
@@ -47,8 +47,7 @@ def woodworth_itd(lateral_sine: torch.Tensor) -> torch.Tensor:
 def ear_delays(poses: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """(..., 14) speaker + listener poses -> (..., 2) delays in samples of the left and right ear. The ear nearer to
     the source gets 0 and the far one the whole ITD, so the warp only ever delays (it stays causal)."""
-    rel = relative_position(poses[..., :7], poses[..., 7:])
-    lateral = rel[..., 1] / torch.linalg.vector_norm(rel, dim=-1).clamp_min(1e-3)  # +y is the left
+    lateral = source_direction(poses)[..., 1]  # +y is the left
     itd = woodworth_itd(lateral) * sample_rate
     zero = torch.zeros_like(itd)
     left = torch.where(lateral < 0, itd, zero)  # a source on the right reaches the left ear late
@@ -59,15 +58,14 @@ def ear_delays(poses: torch.Tensor, sample_rate: int) -> torch.Tensor:
 def ear_gains(poses: torch.Tensor, sample_rate: int, n_fft: int, bins: int) -> torch.Tensor:
     """(..., 14) speaker + listener poses -> (..., 2, bins) magnitude gains of the left and right ear per STFT bin:
     the head-shadow magnitude |(1 + j alpha w / 2 w0) / (1 + j w / 2 w0)|, w0 = c / r_head, times 1/distance."""
-    rel = relative_position(poses[..., :7], poses[..., 7:])
-    distance = torch.linalg.vector_norm(rel, dim=-1)
-    direction = rel / distance.clamp_min(1e-3)[..., None]
+    geometry = source_direction(poses)
+    direction, distance = geometry[..., :3], geometry[..., 3]
     ears = torch.tensor(
-        [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]], dtype=rel.dtype, device=rel.device
+        [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]], dtype=poses.dtype, device=poses.device
     )  # +y is the left
     theta = (direction @ ears.T).clamp(-1.0, 1.0).acos()  # (..., 2) angle between the source and each ear
     alpha = 1 + ALPHA_MIN / 2 + (1 - ALPHA_MIN / 2) * torch.cos(theta * (180.0 / THETA_MIN_DEG))
-    omega = 2 * math.pi * torch.arange(bins, dtype=rel.dtype, device=rel.device) * sample_rate / n_fft
+    omega = 2 * math.pi * torch.arange(bins, dtype=poses.dtype, device=poses.device) * sample_rate / n_fft
     ratio = omega / (2 * SPEED_OF_SOUND / HEAD_RADIUS_M)  # w / 2 w0
     shadow = ((1 + (alpha[..., None] * ratio) ** 2) / (1 + ratio**2)).sqrt()
     return shadow / distance.clamp_min(MIN_DISTANCE_M)[..., None, None]
