@@ -78,6 +78,20 @@ class TemporalCrossAttention(nn.Module):
         return y.view(b, h * w, frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
 
 
+@dataclass
+class CamInput:
+    """Conditioning frames after CAM's timestep-independent layers: (B*Fc, C, H, W) features."""
+
+    features: torch.Tensor
+    batch: int
+    frames: int
+
+    def doubled(self) -> CamInput:
+        """The batch twice over (classifier-free guidance runs the unconditional and conditional pass together)."""
+        f = self.features.view(self.batch, self.frames, *self.features.shape[1:])
+        return CamInput(torch.cat([f, f]).flatten(0, 1), 2 * self.batch, self.frames)
+
+
 class CAM(nn.Module):
     """Frame encoder + a copy of the UNet encoder + one zero-initialised temporal attention per skip connection."""
 
@@ -103,18 +117,25 @@ class CAM(nn.Module):
                 chans.append(chans[-1])
             self.merge.append(nn.ModuleList(TemporalCrossAttention(ch, heads) for ch in chans))
 
-    def encode(
-        self, cond: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor
-    ) -> list[tuple[torch.Tensor, ...]]:
-        """Features of the conditioning frames (B, C, Fc, H, W) at every skip connection of every down block."""
+    def prepare(self, cond: torch.Tensor) -> CamInput:
+        """The part of the encoding that does not depend on the timestep (frame encoder, conv_in, the temporal
+        transformer): a sampler computes it once per chunk and passes it to every step."""
         b, _, fc = cond.shape[:3]
-        emb = self.time_embedding(
-            self.time_proj(timestep.to(cond.device).expand(b)).to(cond.dtype)
-        ).repeat_interleave(fc, dim=0)
-        ctx = text.repeat_interleave(fc, dim=0)
         x = _frames_first(cond)
         x = self.conv_in(x) + self.frame_encoder(x)
-        x = self.transformer_in(x, num_frames=fc, return_dict=False)[0]
+        return CamInput(self.transformer_in(x, num_frames=fc, return_dict=False)[0], b, fc)
+
+    def encode(
+        self, cond: torch.Tensor | CamInput, timestep: torch.Tensor, text: torch.Tensor
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """Features of the conditioning frames (B, C, Fc, H, W), or of their ``prepare``d form, at every skip
+        connection of every down block."""
+        prepared = cond if isinstance(cond, CamInput) else self.prepare(cond)
+        x, b, fc = prepared.features, prepared.batch, prepared.frames
+        emb = self.time_embedding(
+            self.time_proj(timestep.to(x.device).expand(b)).to(x.dtype)
+        ).repeat_interleave(fc, dim=0)
+        ctx = text.repeat_interleave(fc, dim=0)
         feats = []
         for block in self.down_blocks:
             if getattr(block, "has_cross_attention", False):
@@ -216,13 +237,16 @@ class StreamingT2VModel(nn.Module):
         x: torch.Tensor,
         t: torch.Tensor,
         text: torch.Tensor,
-        cond: torch.Tensor | None = None,
+        cond: torch.Tensor | CamInput | None = None,
         anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``cond``: the conditioning latents (B, C, 8, h, w), or ``cam.prepare(cond)`` computed once for all the
+        steps of a chunk (the same result)."""
         t = t.reshape(-1)
         if cond is None:  # the first chunk: the base model alone
             return self.unet(x, t, encoder_hidden_states=text, return_dict=False)[0]
         feats = self.cam.encode(cond, t, text)
         mixed = self.apm.mixed(anchor, text) if anchor is not None else None
-        with self.conditioned(feats, x.shape[2], cond.shape[2], mixed):
+        cond_frames = cond.frames if isinstance(cond, CamInput) else cond.shape[2]
+        with self.conditioned(feats, x.shape[2], cond_frames, mixed):
             return self.unet(x, t, encoder_hidden_states=text, return_dict=False)[0]

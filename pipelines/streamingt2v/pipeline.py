@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from pipelines.streamingt2v.blending import blended_denoise
-from pipelines.streamingt2v.model import StreamingT2VConfig, StreamingT2VModel
+from pipelines.streamingt2v.model import CamInput, StreamingT2VConfig, StreamingT2VModel
 from streamrt.errors import ModelLoadError, ParamError
 from streamrt.generator import GeneratorSpec, MediaKind
 from streamrt.params import Param, ParamSet
@@ -101,13 +101,15 @@ class StreamingT2V:
         self.blend_gen = torch.Generator().manual_seed(seed + 1)
 
     # ------------------------------------------------------------------ one 16-frame generation
-    def eps(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, cond, anchor) -> torch.Tensor:
+    def eps(
+        self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, cond: CamInput | None, anchor
+    ) -> torch.Tensor:
         if self.guidance <= 1.0 or self.uncond is None:
             return self.model(x, t, text, cond, anchor)
         uncond = self.uncond.to(text.device)
         both = self.model(
             torch.cat([x, x]), t, torch.cat([uncond.expand_as(text), text]),
-            None if cond is None else torch.cat([cond, cond]), None if anchor is None else torch.cat([anchor, anchor]),
+            None if cond is None else cond.doubled(), None if anchor is None else torch.cat([anchor, anchor]),
         )  # fmt: skip
         un, co = both.chunk(2)
         return un + self.guidance * (co - un)
@@ -123,8 +125,10 @@ class StreamingT2V:
             (1, self.latent_shape[0], self.cfg.chunk_frames, *self.latent_hw), generator=self.gen
         ).to(self.device)
         self.scheduler.set_timesteps(self.steps)
+        # CAM's timestep-independent layers run once for all the steps
+        prepared = None if cond is None else self.model.cam.prepare(cond)
         for t in self.scheduler.timesteps:
-            x = self.scheduler.step(self.eps(x, t, text, cond, anchor), t, x).prev_sample
+            x = self.scheduler.step(self.eps(x, t, text, prepared, anchor), t, x).prev_sample
         return x
 
     def base_step(self) -> torch.Tensor:
