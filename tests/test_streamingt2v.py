@@ -72,6 +72,40 @@ def test_zero_initialised_cam_and_apm_leave_the_base_unchanged():
         assert torch.equal(unet(x, t, encoder_hidden_states=text, return_dict=False)[0], base)
 
 
+def test_prepared_cam_input_equals_the_raw_conditioning():
+    """The sampler runs CAM's timestep-independent layers once per chunk (``cam.prepare``); every step must see what
+    the raw conditioning frames give, with guidance's doubled batch too."""
+    torch.manual_seed(0)
+    unet = tiny_unet().eval()
+    model = StreamingT2VModel(
+        unet, StreamingT2VConfig(chunk_frames=4, cond_frames=2, apm_tokens=2, cam_heads=2, text_tokens=12)
+    ).eval()
+    for block in model.cam.merge:
+        for m in block:
+            m.proj_out.weight.data.normal_()  # CAM active, so its input matters
+    x, _, text, cond, anchor = _inputs()
+    with torch.no_grad():
+        prepared = model.cam.prepare(cond)
+        for t in (999, 500, 1):
+            step = torch.tensor([t])
+            torch.testing.assert_close(
+                model(x, step, text, prepared, anchor), model(x, step, text, cond, anchor)
+            )
+        cond2 = torch.cat([cond, cond.flip(0) + 1])
+        doubled = model.cam.prepare(cond).doubled()
+        assert doubled.batch == 2 and doubled.frames == cond.shape[2]
+        x2, text2, anchor2 = torch.cat([x, x]), torch.cat([text, text]), torch.cat([anchor, anchor])
+        torch.testing.assert_close(
+            model(x2, torch.tensor([500]), text2, doubled, anchor2),
+            model(x2, torch.tensor([500]), text2, torch.cat([cond, cond]), anchor2),
+        )
+        # a different conditioning gives a different answer (the comparison above can fail)
+        assert not torch.allclose(
+            model(x2, torch.tensor([500]), text2, model.cam.prepare(cond2), anchor2),
+            model(x2, torch.tensor([500]), text2, torch.cat([cond, cond]), anchor2),
+        )
+
+
 def test_chunk_sees_only_previous_tail_and_anchor(folder):
     _, a = gen_of(folder)
     with torch.inference_mode():
