@@ -18,6 +18,7 @@ same character talking, blinking and moving a little and large for another chara
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -207,6 +208,52 @@ def identity_distance(frames: torch.Tensor, portrait: torch.Tensor) -> torch.Ten
     diff = (d - p).abs()
     # Mean absolute colour difference of the layout, total-variation distance of the histograms, texture change.
     return diff[:, :48].mean(1) + 0.5 * diff[:, 48:112].sum(1) + diff[:, 112:].mean(1)
+
+
+def face_detail(frames: torch.Tensor, portrait: torch.Tensor) -> torch.Tensor:
+    """(F,) how crisp each frame's head region is, relative to the portrait: the share of the luma's detail in the
+    finest band (under ~1.5 px) against the next band (~1.5-4 px), as a ratio to the same share in the portrait.
+    Both shares have the share of a detail-free image subtracted. About 1 for a face as crisp as the portrait; a face
+    that blurs or dissolves into a smooth blob falls towards 0; noise or ringing pushes it above 1.
+
+    Why: the identity distance compares coarse colour layout, so a face that keeps its colours while its features
+    melt scores well there. A ratio of two bands, rather than the fine band alone, does not drop when the content
+    has fewer edges (closed eyes, a closed mouth), only when the edges soften."""
+    if portrait.ndim == 3:
+        portrait = portrait.unsqueeze(0)
+    if portrait.shape[0] != 1:
+        raise InputError(f"portrait must be one image (3, H, W); got {tuple(portrait.shape)}")
+    to_input(frames)  # the same input checks as the probe
+    if portrait.shape[-2:] != frames.shape[-2:]:
+        portrait = F.interpolate(
+            portrait.float(), size=frames.shape[-2:], mode="bilinear", antialias=True, align_corners=False
+        )
+    floor = _smooth_share()
+    return (_fine_detail_share(frames) - floor) / (_fine_detail_share(portrait) - floor).clamp_min(1e-6)
+
+
+@functools.cache
+def _smooth_share() -> float:
+    """The fine-band share of an image with no fine detail at all (a broad Gaussian bump): what any content tends to
+    as it is blurred, since both bands then see only its curvature. Subtracted, so a melted face reads ~0."""
+    r = torch.arange(96, dtype=torch.float32) - 47.5
+    bump = torch.exp(-(r.view(-1, 1) ** 2 + r.view(1, -1) ** 2) / (2 * 12.0**2))
+    return float(_fine_detail_share(bump.expand(1, 3, 96, 96)))
+
+
+def _fine_detail_share(frames: torch.Tensor) -> torch.Tensor:
+    h, w = frames.shape[-2:]
+    # the head region of the 64-px probe input, scaled to this resolution
+    rows = slice(_REGION[0].start * h // INPUT, _REGION[0].stop * h // INPUT)
+    cols = slice(_REGION[1].start * w // INPUT, _REGION[1].stop * w // INPUT)
+    x = frames.float().clamp(0, 1)[:, :, rows, cols]
+    luma = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    n = luma.shape[0]
+    fine_blur = _gauss_blur(luma, torch.full((n,), 1.0))
+    coarse_blur = _gauss_blur(luma, torch.full((n,), 2.5))
+    fine = (luma - fine_blur).pow(2).mean((1, 2, 3)).sqrt()
+    band = (fine_blur - coarse_blur).pow(2).mean((1, 2, 3)).sqrt()
+    return fine / band.clamp_min(1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------- training

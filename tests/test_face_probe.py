@@ -17,6 +17,7 @@ from streamrt.face_probe import (
     add_arguments,
     audio_envelope,
     blur_frames,
+    face_detail,
     identity_distance,
     lip_sync,
     run,
@@ -79,6 +80,24 @@ def test_identity_distance_same_character_is_closer_than_another():
             if j != i:
                 d = identity_distance(render_faces(other, talking), portrait(ident))
                 assert float(same.max()) < float(d.min()), (i, j)
+
+
+def test_face_detail_is_about_one_when_crisp_and_falls_as_the_face_dissolves():
+    rng = random.Random(3)
+    talking = [FaceState(mouth_open=0.8), FaceState(blink=1.0, dx=2), FaceState(mouth_round=0.7, yaw=0.1)]
+    for _ in range(3):
+        ident = sample_identity(rng, "held_out")
+        frames, still = render_faces(ident, talking), portrait(ident)
+        crisp = float(face_detail(frames, still).mean())
+        soft = float(face_detail(blur_frames(frames, sigma=1.0, noise=0.0), still).mean())
+        melted = float(face_detail(blur_frames(frames, sigma=2.0, noise=0.0), still).mean())
+        noisy = float(face_detail(blur_frames(frames, sigma=0.01, noise=0.04), still).mean())
+        assert 0.7 < crisp < 1.3
+        assert melted < 0.25 < soft < 0.5 < crisp < noisy
+    # the portrait may come at another size than the frames
+    ident = sample_identity(rng, "held_out")
+    small = face_detail(render_faces(ident, talking), portrait(ident, 64))
+    assert float(small.mean()) > 0.5
 
 
 def test_load_names_the_fix_when_missing(tmp_path):

@@ -9,7 +9,8 @@ held-out portrait at 128x128, 25 fps, 16 kHz. One JSON line:
   ``first_audio_media_ms`` is the same distance on the media clock, i.e. what a live listener waits in addition);
 - ``lip_sync_corr`` / ``av_offset_ms``: the face probe's mouth opening against the audio's energy envelope, best-lag
   correlation and that lag (> 0: the video lags the audio);
-- ``identity_distance`` and ``words_said_fraction`` for context.
+- ``identity_distance``, ``face_detail`` (the head's fine detail against the portrait's: 1 = as crisp, a dissolving
+  face falls towards 0) and ``words_said_fraction`` for context.
 """
 
 from __future__ import annotations

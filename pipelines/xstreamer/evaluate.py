@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from pipelines.xstreamer.model import FPS, SAMPLE_RATE
-from streamrt.face_probe import FaceProbe, identity_distance, lip_sync
+from streamrt.face_probe import FaceProbe, face_detail, identity_distance, lip_sync
 
 
 @dataclass
@@ -73,6 +73,7 @@ def call_metrics(rec: CallRecord, probe: FaceProbe) -> dict[str, float]:
     # chance level of the best-lag correlation: the same mouth against the call's audio rolled by half its length
     rolled = lip_sync(m["mouth_open"], rec.audio.roll(rec.audio.shape[0] // 2), SAMPLE_RATE, FPS)
     ident = identity_distance(rec.frames, rec.portrait)
+    detail = face_detail(rec.frames, rec.portrait)
     n = ident.shape[0]
     part = max(1, n // 5)
     media_s = rec.frames.shape[0] / FPS
@@ -83,6 +84,9 @@ def call_metrics(rec: CallRecord, probe: FaceProbe) -> dict[str, float]:
         "lip_sync_corr_unrelated_audio": rolled.corr,
         "identity_distance": float(ident.mean()),
         "identity_drift": float(ident[-part:].mean() - ident[:part].mean()),
+        # face quality: the head's fine detail against the portrait's (1 = as crisp; a dissolving face falls)
+        "face_detail": float(detail.mean()),
+        "face_detail_drift": float(detail[-part:].mean() - detail[:part].mean()),
         "av_speed": media_s / rec.wall_s,
         "media_s": media_s,
         "first_audio_ms": 1000 * sum(rec.first_audio_s) / len(rec.first_audio_s)
@@ -132,7 +136,7 @@ def long_call(
     call = gen.call
     portrait = gen.portrait()
     chunks_total = round(minutes * 60 * FPS / call.chunk_frames)
-    mouth, ident, audio = [], [], []
+    mouth, ident, detail, audio = [], [], [], []
     started = time.perf_counter()
     turn, idle = 0, 0
     with torch.no_grad():
@@ -146,9 +150,15 @@ def long_call(
             c = gen.next_chunk()
             mouth.append(probe.measure(c.frames)["mouth_open"])
             ident.append(identity_distance(c.frames, portrait))
+            detail.append(face_detail(c.frames, portrait))
             audio.append(c.audio)
     wall = time.perf_counter() - started
-    mouth_t, ident_t, audio_t = torch.cat(mouth), torch.cat(ident), torch.cat(audio)
+    mouth_t, ident_t, audio_t, detail_t = (
+        torch.cat(mouth),
+        torch.cat(ident),
+        torch.cat(audio),
+        torch.cat(detail),
+    )
     minute = round(60 * FPS)
     sync = lip_sync(mouth_t, audio_t, SAMPLE_RATE, FPS)
     first, last = ident_t[:minute].mean(), ident_t[-minute:].mean()
@@ -158,6 +168,8 @@ def long_call(
         "identity_first_minute": float(first),
         "identity_last_minute": float(last),
         "identity_drift": float(last - first),
+        "face_detail_first_minute": float(detail_t[:minute].mean()),
+        "face_detail_last_minute": float(detail_t[-minute:].mean()),
         "lip_sync_corr": sync.corr,
         "av_offset_ms": sync.offset_ms,
         "av_speed": mouth_t.shape[0] / FPS / wall,
