@@ -72,14 +72,27 @@ class ProbeNet(nn.Module):
 
 def to_input(frames: torch.Tensor) -> torch.Tensor:
     """(F, 3, H, W) float in [0, 1] -> (F, 3, 64, 64)."""
-    if frames.ndim != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
-        raise InputError(
-            f"the face probe takes float frames (F, 3, H, W) in [0, 1]; got {tuple(frames.shape)} {frames.dtype}"
-        )
+    _check_frames(frames)
     x = frames.float()
     if x.shape[-1] != INPUT or x.shape[-2] != INPUT:
         x = F.interpolate(x, size=(INPUT, INPUT), mode="bilinear", antialias=True, align_corners=False)
     return x
+
+
+def _check_frames(frames: torch.Tensor) -> None:
+    if frames.ndim != 4 or frames.shape[1] != 3 or not frames.is_floating_point():
+        raise InputError(
+            f"the face probe takes float frames (F, 3, H, W) in [0, 1]; got {tuple(frames.shape)} {frames.dtype}"
+        )
+
+
+def _one_portrait(portrait: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) or (1, 3, H, W) -> (1, 3, H, W)."""
+    if portrait.ndim == 3:
+        portrait = portrait.unsqueeze(0)
+    if portrait.shape[0] != 1:
+        raise InputError(f"portrait must be one image (3, H, W); got {tuple(portrait.shape)}")
+    return portrait
 
 
 class FaceProbe:
@@ -200,11 +213,7 @@ def face_descriptor(frames: torch.Tensor) -> torch.Tensor:
 def identity_distance(frames: torch.Tensor, portrait: torch.Tensor) -> torch.Tensor:
     """(F,) distance of each frame's character to the portrait's (0 = identical look; ~0.02 for the same character
     talking and moving, several times more for another character)."""
-    if portrait.ndim == 3:
-        portrait = portrait.unsqueeze(0)
-    if portrait.shape[0] != 1:
-        raise InputError(f"portrait must be one image (3, H, W); got {tuple(portrait.shape)}")
-    d, p = face_descriptor(frames), face_descriptor(portrait)
+    d, p = face_descriptor(frames), face_descriptor(_one_portrait(portrait))
     diff = (d - p).abs()
     # Mean absolute colour difference of the layout, total-variation distance of the histograms, texture change.
     return diff[:, :48].mean(1) + 0.5 * diff[:, 48:112].sum(1) + diff[:, 112:].mean(1)
@@ -219,11 +228,8 @@ def face_detail(frames: torch.Tensor, portrait: torch.Tensor) -> torch.Tensor:
     Why: the identity distance compares coarse colour layout, so a face that keeps its colours while its features
     melt scores well there. A ratio of two bands, rather than the fine band alone, does not drop when the content
     has fewer edges (closed eyes, a closed mouth), only when the edges soften."""
-    if portrait.ndim == 3:
-        portrait = portrait.unsqueeze(0)
-    if portrait.shape[0] != 1:
-        raise InputError(f"portrait must be one image (3, H, W); got {tuple(portrait.shape)}")
-    to_input(frames)  # the same input checks as the probe
+    _check_frames(frames)
+    portrait = _one_portrait(portrait)
     if portrait.shape[-2:] != frames.shape[-2:]:
         portrait = F.interpolate(
             portrait.float(), size=frames.shape[-2:], mode="bilinear", antialias=True, align_corners=False

@@ -126,11 +126,9 @@ class CAM(nn.Module):
         return CamInput(self.transformer_in(x, num_frames=fc, return_dict=False)[0], b, fc)
 
     def encode(
-        self, cond: torch.Tensor | CamInput, timestep: torch.Tensor, text: torch.Tensor
+        self, prepared: CamInput, timestep: torch.Tensor, text: torch.Tensor
     ) -> list[tuple[torch.Tensor, ...]]:
-        """Features of the conditioning frames (B, C, Fc, H, W), or of their ``prepare``d form, at every skip
-        connection of every down block."""
-        prepared = cond if isinstance(cond, CamInput) else self.prepare(cond)
+        """Features of the ``prepare``d conditioning frames at every skip connection of every down block."""
         x, b, fc = prepared.features, prepared.batch, prepared.frames
         emb = self.time_embedding(
             self.time_proj(timestep.to(x.device).expand(b)).to(x.dtype)
@@ -245,8 +243,8 @@ class StreamingT2VModel(nn.Module):
         t = t.reshape(-1)
         if cond is None:  # the first chunk: the base model alone
             return self.unet(x, t, encoder_hidden_states=text, return_dict=False)[0]
-        feats = self.cam.encode(cond, t, text)
+        prepared = cond if isinstance(cond, CamInput) else self.cam.prepare(cond)
+        feats = self.cam.encode(prepared, t, text)
         mixed = self.apm.mixed(anchor, text) if anchor is not None else None
-        cond_frames = cond.frames if isinstance(cond, CamInput) else cond.shape[2]
-        with self.conditioned(feats, x.shape[2], cond_frames, mixed):
+        with self.conditioned(feats, x.shape[2], prepared.frames, mixed):
             return self.unet(x, t, encoder_hidden_states=text, return_dict=False)[0]

@@ -86,16 +86,23 @@ class FrameCodec(nn.Module):
 
 
 def _fusable(layer: nn.Module, following: nn.Module | None) -> bool:
+    """A nearest x2 upsampling followed by a plain 3x3 conv."""
     return (
         isinstance(layer, nn.Upsample)
         and layer.mode == "nearest"
         and layer.scale_factor in (2, 2.0)
         and isinstance(following, nn.Conv2d)
-        and following.kernel_size == (3, 3)
-        and following.padding == (1, 1)
-        and following.stride == (1, 1)
-        and following.dilation == (1, 1)
-        and following.groups == 1
+        and _plain_3x3(following)
+    )
+
+
+def _plain_3x3(conv: nn.Conv2d) -> bool:
+    return (
+        conv.kernel_size == (3, 3)
+        and conv.padding == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
     )
 
 
@@ -108,7 +115,7 @@ def upsample2x_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     summed taps, and x's zero padding is exactly the upsampled image's. Equal up to float rounding.
     """
     w = conv.weight  # (out, in, 3, 3)
-    if not _fusable(nn.Upsample(scale_factor=2), conv):
+    if not _plain_3x3(conv):
         raise ValueError("upsample2x_conv3x3 needs a plain 3x3 conv with padding 1, stride 1, no groups")
     # taps folded along one axis for phase 0 ([top], [middle + bottom]) and phase 1 ([top + middle], [bottom])
     rows = [
